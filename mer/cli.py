@@ -1,0 +1,119 @@
+"""``mer``: the command line.  Stage entry points (what ``dvc.yaml`` runs) and tools.
+
+Every subcommand reads ``params.yaml`` from the working directory (the repository root).  A
+:class:`~mer.errors.MerError` is printed as one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mer import __version__
+from mer.errors import MerError
+
+
+def _params(args) -> dict:
+    from mer.config import load_params
+    return load_params(args.params)
+
+
+def cmd_synthesize(args) -> None:
+    from mer import pipeline
+    print(pipeline.synthesize(_params(args)))
+
+
+def _dataset_stage(name: str):
+    def run(args) -> None:
+        from mer import pipeline
+        fn = {"ingest": pipeline.ingest, "crop": pipeline.crop, "tim": pipeline.tim_stage,
+              "lbptop": pipeline.lbptop}[name]
+        print(fn(_params(args), args.dataset))
+    return run
+
+
+def cmd_train(args) -> None:
+    from mer import artifacts
+    from mer.eval.runner import train
+    metrics = train(args.method, _params(args), artifacts.MODELS / args.method,
+                    artifacts.METRICS / f"{args.method}.json")
+    pooled = metrics["pooled"]
+    print(f"{args.method}: " + ", ".join(f"{k} {v:.3f}" for k, v in pooled.items()))
+
+
+def cmd_report(args) -> None:
+    from mer.eval.report import write_summary
+    print(write_summary(list(_params(args)["methods"])), end="")
+
+
+def cmd_params(args) -> None:
+    from mer.config import PARAMS_FILE, compose_params, load_params
+    text = compose_params(args.overrides)
+    if args.write:
+        PARAMS_FILE.write_text(text)
+        load_params(PARAMS_FILE)
+        print(f"wrote {PARAMS_FILE}")
+    elif args.check:
+        if not PARAMS_FILE.exists() or PARAMS_FILE.read_text() != text:
+            raise MerError("differs from the composition of conf/", PARAMS_FILE,
+                           "run: python -m mer params --write (and commit both)")
+        print(f"{PARAMS_FILE} matches conf/")
+    else:
+        print(text, end="")
+
+
+def cmd_methods(args) -> None:
+    from mer.methods.registry import METHODS, get_method
+    get_method("lbptop_svm")  # imports every method module
+    for name, cls in sorted(METHODS.items()):
+        print(f"{name:14s} inputs: {', '.join(cls.inputs)}")
+
+
+def cmd_bench(args) -> None:
+    from benchmarks.__main__ import main as bench_main
+    bench_main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mer", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"mer {__version__}")
+    parser.add_argument("--params", default="params.yaml", type=Path,
+                        help="params file (default: params.yaml)")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+
+    sub.add_parser("synthesize", help="build the SynthME corpus into data/raw/synthme").set_defaults(
+        fn=cmd_synthesize)
+    for name, text in (("ingest", "read and validate a corpus; write its manifest"),
+                       ("crop", "detect, align and crop faces with 68 landmarks per frame"),
+                       ("tim", "temporal interpolation (TIM) to each of tim.lengths frames"),
+                       ("lbptop", "LBP-TOP grid features of the TIM clips")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("dataset", help="a dataset name of params 'data'")
+        p.set_defaults(fn=_dataset_stage(name))
+    p = sub.add_parser("train", help="run one method under the evaluation protocol")
+    p.add_argument("method", help="a registered method (see: mer methods)")
+    p.set_defaults(fn=cmd_train)
+    sub.add_parser("report", help="write reports/summary.md and print it").set_defaults(fn=cmd_report)
+    p = sub.add_parser("params", help="compose params.yaml from conf/ (Hydra, as dvc exp run does)")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=lbptop_svm")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--write", action="store_true", help="write params.yaml")
+    g.add_argument("--check", action="store_true", help="fail if params.yaml differs")
+    p.set_defaults(fn=cmd_params)
+    sub.add_parser("methods", help="list registered methods and their inputs").set_defaults(
+        fn=cmd_methods)
+    p = sub.add_parser("bench", help="run the kernel benchmarks (ours vs reference, one run)")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="options passed to the benchmarks")
+    p.set_defaults(fn=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except MerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

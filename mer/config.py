@@ -1,0 +1,148 @@
+"""Params: read ``params.yaml`` (the Hydra composition of ``conf/``) and validate every section.
+
+Why: DVC passes stages whatever ``params.yaml`` holds, and Hydra happily composes a misspelt key.
+A typo must not silently fall back to a default, so each section is checked against a dataclass
+schema here (OmegaConf structured configs, the Hydra idiom): an unknown key or a wrong type is one
+:class:`~mer.errors.MerError` naming the file, the dotted key and the closest valid key.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Type, TypeVar
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from mer.errors import MerError
+
+T = TypeVar("T")
+PARAMS_FILE = Path("params.yaml")
+
+
+def validate(section: dict | None, schema: Type[T], where: str, source: str | Path = PARAMS_FILE) -> T:
+    """Merge ``section`` onto the defaults of dataclass ``schema``; unknown keys/types are errors."""
+    section = {} if section is None else section
+    if not isinstance(section, dict):
+        raise MerError(f"'{where}' must be a mapping, got {section!r}", source,
+                       f"write '{where}:' as a block of keys")
+    names = {f.name for f in fields(schema)}
+    dotted = (lambda key: f"{where}.{key}") if where else str
+    for key in section:
+        if key not in names:
+            lower = {n.lower(): n for n in names}
+            close = difflib.get_close_matches(str(key).lower(), sorted(lower), n=1)
+            hint = f"did you mean '{dotted(lower[close[0]])}'?" if close else \
+                f"valid keys are: {', '.join(sorted(names))}"
+            raise MerError(f"unknown key '{dotted(key)}'", source, hint)
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), section)
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise MerError(f"bad value in '{where or 'params'}': {str(exc).splitlines()[0]}", source,
+                       f"check the types of '{where}' against conf/") from None
+
+
+def as_dict(obj: Any) -> Any:
+    """A validated dataclass back to plain dicts/lists (for logging and provenance)."""
+    if is_dataclass(obj):
+        return {f.name: as_dict(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [as_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: as_dict(v) for k, v in obj.items()}
+    return obj
+
+
+@dataclass
+class EvalParams:
+    """``eval``: which clips are evaluated, how folds are formed, what is repeated."""
+
+    datasets: list[str] = field(default_factory=lambda: ["synthme"])  # pooled (composite) when several
+    protocol: str = "loso"            # a name in mer.eval.protocols.PROTOCOLS
+    scheme: str = "casme2_5class"     # a label scheme of mer.data.schemes
+    k: int = 5                        # folds of the subject_kfold protocol
+    source: str = ""                  # cross_database: training corpus
+    target: str = ""                  # cross_database: test corpus (its labels are never used)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    permutation_control: bool = True  # rerun with permuted labels: must stay at chance
+    executor: str = "serial"          # serial | process: how folds run
+
+
+@dataclass
+class Params:
+    """The top level of ``params.yaml``; sections owned by other modules are validated there."""
+
+    seed: int = 0
+    workers: int = 0                  # per-clip worker processes (0 = one per core)
+    datasets: list[str] = field(default_factory=lambda: ["synthme"])
+    methods: list[str] = field(default_factory=lambda: ["lbptop_svm"])
+    data: dict[str, Any] = field(default_factory=dict)        # mer.data adapters
+    synthesize: dict[str, Any] = field(default_factory=dict)  # mer.synth.SynthParams
+    ingest: dict[str, Any] = field(default_factory=dict)      # mer.data.ingest
+    crop: dict[str, Any] = field(default_factory=dict)        # mer.face.crop.CropParams
+    tim: dict[str, Any] = field(default_factory=dict)         # TimParams below
+    lbptop: dict[str, Any] = field(default_factory=dict)      # LbpTopParams below
+    eval: dict[str, Any] = field(default_factory=dict)        # EvalParams
+    models: dict[str, Any] = field(default_factory=dict)      # one block per registered method
+
+
+@dataclass
+class IngestParams:
+    """``ingest``: what a missing apex becomes (``annotated`` makes it an error)."""
+
+    apex_policy: str = "annotated"
+
+
+@dataclass
+class TimParams:
+    """``tim``: the lengths every clip is interpolated to (16 feeds LBP-TOP, 64 the CNNs).
+
+    Clips are stored at ``size`` x ``size`` RGB: a 64-frame clip at the crop's 224 px would cost
+    ~10 MB per clip; no method consuming TIM clips uses more than 140 px.
+    """
+
+    lengths: list[int] = field(default_factory=lambda: [16, 64])
+    size: int = 128                   # stored side (px); methods resize further (LBP-TOP: 112)
+
+
+@dataclass
+class LbpTopParams:
+    """``lbptop``: LBP-TOP on the TIM clip of ``length`` frames resized to ``size`` x ``size`` gray."""
+
+    length: int = 16
+    size: int = 112
+    radii: list[int] = field(default_factory=lambda: [1, 1, 1])  # Rx, Ry, Rt
+    grids: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> dict:
+    """Read ``params.yaml``; check its top-level keys.  Sections are validated by their owners."""
+    path = Path(path)
+    if not path.exists():
+        raise MerError("params file not found", path, "run from the repository root, or "
+                       "recompose it: python -m mer params --write")
+    raw = yaml.safe_load(path.read_text()) or {}
+    validate(raw, Params, "", path)  # top-level keys and types
+    return raw
+
+
+CONF_DIR = Path("conf")
+
+
+def compose_params(overrides: list[str] | None = None, conf_dir: str | Path = CONF_DIR) -> str:
+    """The YAML that ``dvc exp run -S <overrides>`` would write to ``params.yaml``.
+
+    Uses DVC's own Hydra composition so the two can never disagree.
+    """
+    import tempfile
+
+    from dvc.utils.hydra import compose_and_dump
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "params.yaml"
+        compose_and_dump(out, str(Path(conf_dir).resolve()), None, "config", "", list(overrides or []))
+        return out.read_text()

@@ -1,0 +1,1 @@
+"""Recognition methods.  Each module registers one class in :mod:`mer.methods.registry`."""

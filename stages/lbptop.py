@@ -1,0 +1,6 @@
+"""DVC stage `lbptop@<dataset>`: see `mer lbptop --help`; the body is mer.pipeline.lbptop."""
+import sys
+
+from mer.cli import main
+
+raise SystemExit(main(["lbptop", *sys.argv[1:]]))

@@ -1,0 +1,80 @@
+"""Params: params.yaml is the default Hydra composition; every group option composes and validates."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mer.config import (EvalParams, IngestParams, LbpTopParams, Params, TimParams, compose_params,
+                        load_params, validate)
+from mer.errors import MerError
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def check_sections(params: dict) -> None:
+    """Every section validates against its owner's schema (as the stages will)."""
+    from mer.face.crop import CropParams
+    from mer.methods.registry import build
+    from mer.synth import SynthParams
+
+    validate(params, Params, "")
+    validate(params["eval"], EvalParams, "eval")
+    validate(params["ingest"], IngestParams, "ingest")
+    validate(params["tim"], TimParams, "tim")
+    validate(params["lbptop"], LbpTopParams, "lbptop")
+    CropParams.from_dict(params["crop"])
+    SynthParams.from_dict(params["synthesize"])
+    for method in params["methods"]:
+        build(method, params["models"][method])
+
+
+def test_committed_params_equal_the_default_composition():
+    assert (ROOT / "params.yaml").read_text() == compose_params(conf_dir=CONF), \
+        "params.yaml is stale: run `python -m mer params --write`"
+
+
+@pytest.mark.parametrize("group", ["dataset", "model", "profile"])
+def test_every_group_option_composes_and_validates(group):
+    assert options(group), f"conf/{group} is empty"
+    for option in options(group):
+        params = yaml.safe_load(compose_params([f"{group}={option}"], conf_dir=CONF))
+        check_sections(params)
+        for dataset in params["datasets"]:
+            assert dataset in params["data"], f"{group}={option}: no data.{dataset} block"
+
+
+def test_model_option_selects_its_method():
+    params = yaml.safe_load(compose_params(["model=lbptop_svm"], conf_dir=CONF))
+    assert params["methods"] == ["lbptop_svm"]
+
+
+def test_unknown_key_is_an_error_naming_file_and_key(tmp_path):
+    text = (ROOT / "params.yaml").read_text().replace("apex_policy:", "apex_polcy:")
+    (tmp_path / "params.yaml").write_text(text)
+    params = load_params(tmp_path / "params.yaml")
+    with pytest.raises(MerError, match=r"unknown key 'ingest.apex_polcy'.*did you mean 'ingest.apex_policy'"):
+        validate(params["ingest"], IngestParams, "ingest", tmp_path / "params.yaml")
+    (tmp_path / "params.yaml").write_text(text + "\nwokers: 3\n")
+    with pytest.raises(MerError, match=r"params.yaml: unknown key 'wokers'"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_dvc_stage_list_resolves_every_stage():
+    import subprocess
+    import sys
+
+    dvc = Path(sys.executable).with_name("dvc")
+    out = subprocess.run([str(dvc), "stage", "list", "--all"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    stages = {line.split()[0] for line in out.splitlines() if line.strip()}
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    expected = {"synthesize", "report"}
+    expected |= {f"{s}@{d}" for s in ("ingest", "crop", "tim", "lbptop") for d in params["datasets"]}
+    expected |= {f"train@{m}" for m in params["methods"]}
+    assert expected <= stages, f"missing stages: {expected - stages}"

@@ -29,7 +29,7 @@ repro: setup
 	@cat reports/summary.md
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python -m benchmarks

@@ -1,4 +1,4 @@
-"""``mer``: the command line.  Stage entry points (what ``dvc.yaml`` runs) and tools.
+"""mer: stage entry points (what dvc.yaml runs) and tools for micro-expression recognition.
 
 Every subcommand reads ``params.yaml`` from the working directory (the repository root).  A
 :class:`~mer.errors.MerError` is printed as one line and exits with status 2.
@@ -70,6 +70,12 @@ def cmd_methods(args) -> None:
         print(f"{name:14s} inputs: {', '.join(cls.inputs)}")
 
 
+def cmd_difficulty(args) -> None:
+    from mer.eval.difficulty import difficulty_curve, write_curve
+    rows = difficulty_curve(_params(args), args.amplitudes, args.method)
+    print(write_curve(rows, args.out, args.method), end="")
+
+
 def cmd_bench(args) -> None:
     from benchmarks.__main__ import main as bench_main
     bench_main(args.rest)
@@ -103,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_params)
     sub.add_parser("methods", help="list registered methods and their inputs").set_defaults(
         fn=cmd_methods)
+    p = sub.add_parser("difficulty", help="SynthME difficulty curve: baseline UF1 against amplitude")
+    p.add_argument("--amplitudes", nargs="+", type=float, default=[0.005, 0.01, 0.02, 0.035, 0.05],
+                   help="apex amplitudes, fractions of the face width")
+    p.add_argument("--method", default="lbptop_svm")
+    p.add_argument("--out", type=Path, default=Path("reports/difficulty.md"))
+    p.set_defaults(fn=cmd_difficulty)
     p = sub.add_parser("bench", help="run the kernel benchmarks (ours vs reference, one run)")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options passed to the benchmarks")
     p.set_defaults(fn=cmd_bench)

@@ -133,8 +133,8 @@ def test_landmarks_match_annotations_on_real_photos():
     Faces here are 37-109 px, so detection runs with upsample=1 (the pipeline's default 0 is
     for ~230 px faces).  Measured: 43 of 43 faces matched, mean NME 0.019, worst face 0.127.
     Caveat: the XML files' own comment says their points come from dlib's 68-point model, so this
-    pins agreement with that reference (boxes, image handling, point order), not human-level
-    accuracy (dlib's published 300-W error is about 0.05-0.06).
+    pins agreement with that reference (boxes, image handling, point order), not accuracy against
+    human annotators, which is lower.
     """
     folder = need(FACES / "dlib_examples")
     detector, landmarker = get_detector("dlib_hog", upsample=1), get_landmarker("dlib_68")

@@ -94,7 +94,7 @@ class CorpusAdapter(ABC):
         "adapter": Option(str, help="registry name of the adapter (a module of mer.data)"),
         "root": Option((str, Path), help="the corpus folder, e.g. data/raw/casme2 (a symlink)"),
         "corpus": Option((str, type(None)), None,
-                         help="corpus name in the manifest and the fix table; default: dataset name"),
+                         help="corpus name in the manifest and fix table (default: dataset)"),
         "extra_fixes": Option(list, [], help="more fix tables (CSV, same columns as fixes.csv)"),
     }
 
@@ -105,6 +105,8 @@ class CorpusAdapter(ABC):
         self.corpus: str = self.cfg["corpus"] or dataset
         self.extra_fixes = [Path(p) for p in self.cfg["extra_fixes"]]
         self.fps = float(self.cfg["fps"])  # every adapter declares an 'fps' option
+        if self.fps <= 0:
+            raise MerError(f"fps must be positive, got {self.fps}", f"params data.{dataset}.fps")
 
     @classmethod
     def _resolve(cls, dataset: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -144,7 +146,7 @@ class CorpusAdapter(ABC):
 
     @abstractmethod
     def annotations(self) -> list[Annotation]:
-        """Every clip of the coding sheet, in sheet order; a sheet that cannot be read is a MerError."""
+        """Every clip of the coding sheet, in sheet order; an unreadable sheet is a MerError."""
 
     @abstractmethod
     def frame_dir(self, subject: str, clip: str) -> str:

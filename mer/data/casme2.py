@@ -16,10 +16,12 @@ coding sheet ``<root>/<sheet>``.  The sheet's quirks, all handled here or downst
 from __future__ import annotations
 
 import re
+from typing import Any, Mapping
 
 import pandas as pd
 
-from mer.data.adapters import Annotation, CorpusAdapter, Option, cell_text, register_adapter, safe_id
+from mer.data.adapters import (Annotation, CorpusAdapter, Option, cell_text, register_adapter,
+                               safe_id)
 from mer.errors import MerError
 
 # field of Annotation -> column of the coding sheet
@@ -41,17 +43,16 @@ class Casme2(CorpusAdapter):
         "fps": Option(float, 200.0, "frame rate of the recordings"),
     }
 
-    def __init__(self, dataset: str, cfg):
+    def __init__(self, dataset: str, cfg: Mapping[str, Any]):
         super().__init__(dataset, cfg)
         self.sheet = self.root / self.cfg["sheet"]
         self.frames = self.cfg["frames"]
         self.template = self.cfg["frame_template"]
-        try:
-            ok = "{n" in self.template and self.template.format(n=1) != self.template.format(n=2)
+        try:  # two frame numbers must give two different names
+            ok = self.template.format(n=1) != self.template.format(n=2)
+            why = ""
         except (KeyError, IndexError, ValueError) as exc:
             ok, why = False, f" ({exc!r})"
-        else:
-            why = ""
         if not ok:
             raise MerError(f"frame_template '{self.template}' is not a file name with {{n}}{why}",
                            f"params data.{dataset}.frame_template",
@@ -65,7 +66,8 @@ class Casme2(CorpusAdapter):
         if not folder.is_dir():
             present = sorted(p.name for p in self.root.iterdir() if p.is_dir())
             raise MerError(f"frame folder '{self.frames}' not found (folders there: {present})",
-                           folder, f"set data.{self.dataset}.frames to the folder holding sub01, ...")
+                           folder,
+                           f"set data.{self.dataset}.frames to the folder holding sub01, ...")
 
     def annotations(self) -> list[Annotation]:
         if not self.sheet.is_file():

@@ -21,6 +21,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from mer.data.adapters import Annotation
 from mer.errors import MerError
@@ -102,7 +103,7 @@ class FixTable:
             self._by_clip.setdefault((fix.subject, fix.clip), []).append(fix)
 
     @classmethod
-    def load(cls, corpus: str, extra: list[Path] = ()) -> "FixTable":
+    def load(cls, corpus: str, extra: Sequence[Path] = ()) -> "FixTable":
         """The packaged table plus ``extra`` tables, restricted to ``corpus``."""
         fixes = [f for path in (FIX_FILE, *extra) for f in read_fix_table(path)]
         return cls(fixes, corpus)

@@ -59,7 +59,8 @@ def _fold(text: str) -> str:
     return re.sub(r"\s+", " ", str(text)).strip().lower()
 
 
-def load_schemes(path: str | Path = SCHEMES_FILE) -> tuple[dict[str, Vocabulary], dict[str, LabelScheme]]:
+def load_schemes(path: str | Path = SCHEMES_FILE
+                 ) -> tuple[dict[str, Vocabulary], dict[str, LabelScheme]]:
     """Read and check a schemes file; any inconsistency is a MerError naming the entry."""
     path = Path(path)
     try:
@@ -73,7 +74,7 @@ def load_schemes(path: str | Path = SCHEMES_FILE) -> tuple[dict[str, Vocabulary]
     vocabularies: dict[str, Vocabulary] = {}
     for name, spec in doc["vocabularies"].items():
         where = f"{path} (vocabularies.{name})"
-        if not isinstance(spec, dict) or set(spec) - {"emotions", "aliases"} or "emotions" not in spec:
+        if not isinstance(spec, dict) or not {"emotions"} <= set(spec) <= {"emotions", "aliases"}:
             raise MerError("a vocabulary has 'emotions' (a list) and optional 'aliases'", where)
         emotions = tuple(_fold(e) for e in spec["emotions"])
         aliases = {_fold(k): _fold(v) for k, v in (spec.get("aliases") or {}).items()}

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
+from mer.errors import MerError
+
 RAW = Path("data/raw")
 INTERIM = Path("data/interim")
 FEATURES = Path("data/features")
@@ -39,3 +43,35 @@ def artifact_dir(kind: str, dataset: str) -> Path:
 
 def artifact_path(kind: str, dataset: str, clip_id: str) -> Path:
     return artifact_dir(kind, dataset) / f"{clip_id}.npz"
+
+
+def write_index(directory: Path, rows: list[dict]) -> None:
+    """``index.csv``: one row per clip the stage saw, with ``ok`` or ``skipped: <reason>``."""
+    pd.DataFrame(rows, columns=["clip_id", "status"]).to_csv(
+        Path(directory) / "index.csv", index=False, lineterminator="\n")
+
+
+def read_index(directory: Path, stage: str) -> pd.DataFrame:
+    """The ``index.csv`` of an upstream stage's output, or an error saying which stage to run."""
+    path = Path(directory) / "index.csv"
+    if not path.exists():
+        raise MerError("artifacts not found", path, f"run: dvc repro {stage}")
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def carry_statuses(index: pd.DataFrame, done: dict[str, dict]) -> list[dict]:
+    """This stage's rows: its own results for processed clips, upstream skips carried over."""
+    return [done.get(c, {"clip_id": c, "status": s}) for c, s in zip(index["clip_id"], index["status"])]
+
+
+def ok_clips(index: pd.DataFrame) -> list[str]:
+    return index.loc[index["status"] == "ok", "clip_id"].tolist()
+
+
+def dataset_config(params: dict, dataset: str) -> dict:
+    """The ``data.<dataset>`` block, or an error saying how to add one."""
+    data = params.get("data") or {}
+    if dataset not in data:
+        raise MerError(f"dataset '{dataset}' has no 'data.{dataset}' block", "params.yaml",
+                       f"add conf/dataset/{dataset}.yaml or pick a dataset with -S dataset=...")
+    return data[dataset]

@@ -19,17 +19,17 @@ def _params(args) -> dict:
     return load_params(args.params)
 
 
-def cmd_synthesize(args) -> None:
-    from mer import pipeline
-    print(pipeline.synthesize(_params(args)))
+# stage name -> the module whose run(params[, dataset]) is the stage's body
+STAGES = {"synthesize": "mer.synth.stage", "ingest": "mer.data.stage", "crop": "mer.face.stage",
+          "tim": "mer.temporal.stage", "lbptop": "mer.features.stage"}
 
 
-def _dataset_stage(name: str):
+def _stage(name: str):
     def run(args) -> None:
-        from mer import pipeline
-        fn = {"ingest": pipeline.ingest, "crop": pipeline.crop, "tim": pipeline.tim_stage,
-              "lbptop": pipeline.lbptop}[name]
-        print(fn(_params(args), args.dataset))
+        import importlib
+        body = importlib.import_module(STAGES[name]).run
+        dataset = getattr(args, "dataset", None)
+        print(body(_params(args)) if dataset is None else body(_params(args), dataset))
     return run
 
 
@@ -77,8 +77,14 @@ def cmd_difficulty(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    from benchmarks.__main__ import main as bench_main
-    bench_main(args.rest)
+    try:
+        from benchmarks.__main__ import main as bench_main
+    except ImportError:
+        raise MerError("the benchmarks/ folder is not importable", Path.cwd(),
+                       "run `mer bench` from the repository root") from None
+    code = bench_main(args.rest)
+    if code:
+        raise SystemExit(code)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,14 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
 
     sub.add_parser("synthesize", help="build the SynthME corpus into data/raw/synthme").set_defaults(
-        fn=cmd_synthesize)
+        fn=_stage("synthesize"))
     for name, text in (("ingest", "read and validate a corpus; write its manifest"),
                        ("crop", "detect, align and crop faces with 68 landmarks per frame"),
                        ("tim", "temporal interpolation (TIM) to each of tim.lengths frames"),
                        ("lbptop", "LBP-TOP grid features of the TIM clips")):
         p = sub.add_parser(name, help=text)
         p.add_argument("dataset", help="a dataset name of params 'data'")
-        p.set_defaults(fn=_dataset_stage(name))
+        p.set_defaults(fn=_stage(name))
     p = sub.add_parser("train", help="run one method under the evaluation protocol")
     p.add_argument("method", help="a registered method (see: mer methods)")
     p.set_defaults(fn=cmd_train)

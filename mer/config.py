@@ -82,41 +82,12 @@ class Params:
     methods: list[str] = field(default_factory=lambda: ["lbptop_svm"])
     data: dict[str, Any] = field(default_factory=dict)        # mer.data adapters
     synthesize: dict[str, Any] = field(default_factory=dict)  # mer.synth.SynthParams
-    ingest: dict[str, Any] = field(default_factory=dict)      # mer.data.ingest
+    ingest: dict[str, Any] = field(default_factory=dict)      # mer.data.stage.IngestParams
     crop: dict[str, Any] = field(default_factory=dict)        # mer.face.crop.CropParams
-    tim: dict[str, Any] = field(default_factory=dict)         # TimParams below
-    lbptop: dict[str, Any] = field(default_factory=dict)      # LbpTopParams below
+    tim: dict[str, Any] = field(default_factory=dict)         # mer.temporal.stage.TimParams
+    lbptop: dict[str, Any] = field(default_factory=dict)      # mer.features.stage.LbpTopParams
     eval: dict[str, Any] = field(default_factory=dict)        # EvalParams
     models: dict[str, Any] = field(default_factory=dict)      # one block per registered method
-
-
-@dataclass
-class IngestParams:
-    """``ingest``: what a missing apex becomes (``annotated`` makes it an error)."""
-
-    apex_policy: str = "annotated"
-
-
-@dataclass
-class TimParams:
-    """``tim``: the lengths every clip is interpolated to (16 feeds LBP-TOP, 64 the CNNs).
-
-    Clips are stored at ``size`` x ``size`` RGB: a 64-frame clip at the crop's 224 px would cost
-    ~10 MB per clip; no method consuming TIM clips uses more than 140 px.
-    """
-
-    lengths: list[int] = field(default_factory=lambda: [16, 64])
-    size: int = 128                   # stored side (px); methods resize further (LBP-TOP: 112)
-
-
-@dataclass
-class LbpTopParams:
-    """``lbptop``: LBP-TOP on the TIM clip of ``length`` frames resized to ``size`` x ``size`` gray."""
-
-    length: int = 16
-    size: int = 112
-    radii: list[int] = field(default_factory=lambda: [1, 1, 1])  # Rx, Ry, Rt
-    grids: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> dict:

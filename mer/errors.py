@@ -6,7 +6,9 @@ says what to do.  The CLI prints it on one line without a traceback and exits wi
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import Iterator
 
 
 class MerError(Exception):
@@ -21,3 +23,13 @@ class MerError(Exception):
 
     def __reduce__(self):  # survive the trip back from a worker process intact
         return (type(self), (self.what, self.where, self.fix))
+
+
+@contextlib.contextmanager
+def about(where: str | Path) -> Iterator[None]:
+    """Name ``where`` in any MerError raised inside (kernels do not know which clip they see)."""
+    try:
+        yield
+    except MerError as exc:
+        raise MerError(exc.what, where if exc.where is None else f"{where}: {exc.where}",
+                       exc.fix) from None

@@ -25,16 +25,16 @@ def resolve_workers(workers: int | None) -> int:
 
 
 def map_clips(fn: Callable[[T], R], items: Sequence[T], workers: int | None = 1,
-              desc: str = "clips") -> list[R]:
+              desc: str = "clips", unit: str = "clip") -> list[R]:
     """Apply ``fn`` to every item, in ``workers`` processes, showing progress; keep input order."""
-    return list(imap_clips(fn, items, workers, desc))
+    return list(imap_clips(fn, items, workers, desc, unit))
 
 
 def imap_clips(fn: Callable[[T], R], items: Sequence[T], workers: int | None = 1,
-               desc: str = "clips") -> Iterator[R]:
+               desc: str = "clips", unit: str = "clip") -> Iterator[R]:
     """Lazy :func:`map_clips`: yields results one by one, in input order."""
     n = resolve_workers(workers)
-    bar = tqdm(total=len(items), desc=desc, unit="clip", dynamic_ncols=True,
+    bar = tqdm(total=len(items), desc=desc, unit=unit, dynamic_ncols=True,
                disable=os.environ.get("MER_PROGRESS", "1") == "0")
     try:
         if n == 1 or len(items) <= 1:

@@ -1,4 +1,4 @@
-"""DVC stage `crop@<dataset>`: see `mer crop --help`; the body is mer.pipeline.crop."""
+"""DVC stage `crop@<dataset>`: see `mer crop --help`; the body is mer.face.stage.run."""
 import sys
 
 from mer.cli import main

@@ -1,4 +1,4 @@
-"""DVC stage `ingest@<dataset>`: see `mer ingest --help`; the body is mer.pipeline.ingest."""
+"""DVC stage `ingest@<dataset>`: see `mer ingest --help`; the body is mer.data.stage.run."""
 import sys
 
 from mer.cli import main

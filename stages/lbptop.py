@@ -1,4 +1,4 @@
-"""DVC stage `lbptop@<dataset>`: see `mer lbptop --help`; the body is mer.pipeline.lbptop."""
+"""DVC stage `lbptop@<dataset>`: see `mer lbptop --help`; the body is mer.features.stage.run."""
 import sys
 
 from mer.cli import main

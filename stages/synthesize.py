@@ -1,4 +1,4 @@
-"""DVC stage `synthesize`: build SynthME (data/raw/synthme) from params `synthesize`."""
+"""DVC stage `synthesize`: build SynthME (data/raw/synthme) from params `synthesize` (mer.synth.stage.run)."""
 from mer.cli import main
 
 raise SystemExit(main(["synthesize"]))

@@ -1,4 +1,4 @@
-"""DVC stage `tim@<dataset>`: see `mer tim --help`; the body is mer.pipeline.tim_stage."""
+"""DVC stage `tim@<dataset>`: see `mer tim --help`; the body is mer.temporal.stage.run."""
 import sys
 
 from mer.cli import main

@@ -5,8 +5,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mer.config import (EvalParams, IngestParams, LbpTopParams, Params, TimParams, compose_params,
-                        load_params, validate)
+from mer.config import EvalParams, Params, compose_params, load_params, validate
+from mer.data.stage import IngestParams
+from mer.features.stage import LbpTopParams
+from mer.temporal.stage import TimParams
 from mer.errors import MerError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,3 +80,24 @@ def test_dvc_stage_list_resolves_every_stage():
     expected |= {f"{s}@{d}" for s in ("ingest", "crop", "tim", "lbptop") for d in params["datasets"]}
     expected |= {f"train@{m}" for m in params["methods"]}
     assert expected <= stages, f"missing stages: {expected - stages}"
+
+
+def test_conf_restates_the_schema_defaults():
+    """conf/ is what runs; the dataclasses are what library users get: they must agree."""
+    from dataclasses import asdict
+
+    from mer.face.crop import CropParams
+    from mer.methods.registry import get_method
+    from mer.synth import SynthParams
+
+    base = yaml.safe_load((CONF / "base.yaml").read_text())
+    plain = lambda d: yaml.safe_load(yaml.safe_dump(d))  # tuples -> lists, like the YAML side
+    assert base["synthesize"] == plain(SynthParams().to_dict())
+    assert base["crop"] == plain(asdict(CropParams()))
+    for key, schema in (("ingest", IngestParams), ("tim", TimParams), ("lbptop", LbpTopParams),
+                        ("eval", EvalParams)):
+        assert base[key] == plain(asdict(schema())), key
+    for option in options("model"):
+        section = yaml.safe_load((CONF / "model" / f"{option}.yaml").read_text()).get("models", {})
+        for method, values in section.items():
+            assert values == plain(asdict(get_method(method).Params())), method

@@ -14,7 +14,12 @@ import os
 import tempfile
 from pathlib import Path
 
-from mer import artifacts, pipeline
+from mer import artifacts
+from mer.data import stage as ingest
+from mer.face import stage as crop
+from mer.features import stage as lbptop
+from mer.synth import stage as synthesize
+from mer.temporal import stage as tim
 from mer.eval.runner import train
 from mer.io import write_text
 
@@ -33,9 +38,9 @@ def difficulty_curve(params: dict, amplitudes: list[float], method: str = "lbpto
             work.mkdir()
             os.chdir(work)
             try:
-                pipeline.synthesize(p)
-                for stage in (pipeline.ingest, pipeline.crop, pipeline.tim_stage, pipeline.lbptop):
-                    stage(p, "synthme")
+                synthesize.run(p)
+                for stage in (ingest, crop, tim, lbptop):
+                    stage.run(p, "synthme")
                 m = train(method, p, artifacts.MODELS / method, artifacts.METRICS / f"{method}.json")
             finally:
                 os.chdir(cwd)

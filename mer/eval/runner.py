@@ -113,7 +113,7 @@ def predict_all(method: str, section: dict, samples: Samples, folds: list[Fold],
     if workers is None:
         raise MerError(f"unknown executor '{executor}'", "params.yaml",
                        "set eval.executor to serial or process")
-    probas = map_clips(run_task, tasks, workers=workers, desc=f"{method} seed {seed}")
+    probas = map_clips(run_task, tasks, workers=workers, desc=f"{method} seed {seed}", unit="fold")
     frames = []
     for fold, proba in zip(folds, probas):
         part = samples.meta.iloc[fold.test].reset_index(drop=True).copy()

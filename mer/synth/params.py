@@ -32,7 +32,8 @@ class SynthParams:
     n_subjects: int = 26
     clips_per_subject: int = 10
     #: relative frequency of each emotion over the whole corpus (CASME II's counts by default)
-    emotion_weights: Mapping[str, float] = field(default_factory=lambda: dict(CASME2_EMOTION_COUNTS))
+    emotion_weights: Mapping[str, float] = field(
+        default_factory=lambda: dict(CASME2_EMOTION_COUNTS))
 
     # --- timing -----------------------------------------------------------------------------
     fps: float = 200.0
@@ -112,7 +113,11 @@ class SynthParams:
         out = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            out[f.name] = list(v) if isinstance(v, tuple) else dict(v) if isinstance(v, Mapping) else v
+            if isinstance(v, tuple):
+                v = list(v)
+            elif isinstance(v, Mapping):
+                v = dict(v)
+            out[f.name] = v
         return out
 
     def validate(self) -> None:
@@ -163,7 +168,8 @@ class SynthParams:
         if unknown:
             raise bad("emotion_weights", f"unknown emotion(s) {unknown}",
                       f"use only {', '.join(EMOTIONS)}")
-        if any(v < 0 for v in self.emotion_weights.values()) or sum(self.emotion_weights.values()) <= 0:
+        weights = list(self.emotion_weights.values())
+        if any(v < 0 for v in weights) or sum(weights) <= 0:
             raise bad("emotion_weights", "weights must be >= 0 with a positive sum",
                       "e.g. CASME II's counts")
 
@@ -182,8 +188,7 @@ def _coerce(name: str, value: Any, f: dataclasses.Field) -> Any:
             if len(items) != len(default):
                 raise MerError(f"expected {len(default)} values, got {len(items)}", where=where,
                                fix=f"e.g. {list(default)}")
-            return tuple(type(d)(v) if not isinstance(d, int) or float(v).is_integer() else _no_int(v)
-                         for d, v in zip(default, items))
+            return tuple(_as_type(d, v) for d, v in zip(default, items))
         if isinstance(default, Mapping):
             if not isinstance(value, Mapping):
                 raise TypeError
@@ -206,5 +211,8 @@ def _coerce(name: str, value: Any, f: dataclasses.Field) -> Any:
     return value
 
 
-def _no_int(v: Any) -> int:
-    raise TypeError(f"{v!r} is not an integer")
+def _as_type(default: Any, value: Any) -> Any:
+    """``value`` as the type of ``default``; a fractional value for an int is a TypeError."""
+    if isinstance(default, int) and not float(value).is_integer():
+        raise TypeError(f"{value!r} is not an integer")
+    return type(default)(value)

@@ -1,0 +1,1 @@
+"""Numeric kernels timed against straightforward references: ``python -m benchmarks``."""

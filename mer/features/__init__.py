@@ -1,0 +1,1 @@
+"""Clip descriptors: LBP-TOP block histograms (:mod:`mer.features.lbptop`)."""

@@ -1,0 +1,1 @@
+"""Time-axis processing of clips: TIM resampling (:mod:`mer.temporal.tim`)."""

@@ -72,7 +72,10 @@ def cmd_methods(args) -> None:
 
 def cmd_difficulty(args) -> None:
     from mer.eval.difficulty import difficulty_curve, write_curve
-    rows = difficulty_curve(_params(args), args.amplitudes, args.method)
+    params = _params(args)
+    if args.seeds:
+        params["eval"]["seeds"] = args.seeds
+    rows = difficulty_curve(params, args.amplitudes, args.method)
     print(write_curve(rows, args.out, args.method), end="")
 
 
@@ -119,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amplitudes", nargs="+", type=float, default=[0.005, 0.01, 0.02, 0.035, 0.05],
                    help="apex amplitudes, fractions of the face width")
     p.add_argument("--method", default="lbptop_svm")
+    p.add_argument("--seeds", nargs="+", type=int, help="override eval.seeds (lbptop_svm is "
+                   "deterministic: one seed gives the same numbers)")
     p.add_argument("--out", type=Path, default=Path("reports/difficulty.md"))
     p.set_defaults(fn=cmd_difficulty)
     p = sub.add_parser("bench", help="run the kernel benchmarks (ours vs reference, one run)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Type, TypeVar
+from typing import Any, Mapping, Type, TypeVar
 
 import yaml
 from omegaconf import OmegaConf
@@ -25,8 +25,23 @@ PARAMS_FILE = Path("params.yaml")
 
 def validate(section: dict | None, schema: Type[T], where: str, source: str | Path = PARAMS_FILE) -> T:
     """Merge ``section`` onto the defaults of dataclass ``schema``; unknown keys/types are errors."""
+    section = check_keys(section, schema, where, source)
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), section)
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise MerError(f"bad value in '{where or 'params'}': {str(exc).splitlines()[0]}", source,
+                       f"check the types of '{where}' against conf/") from None
+
+
+def check_keys(section: Any, schema: type, where: str, source: str | Path = PARAMS_FILE) -> dict:
+    """``section`` as a dict whose keys are all fields of dataclass ``schema``, else a MerError.
+
+    The error names the dotted key and the closest valid key (case-insensitive), so a typo such as
+    ``eval.seedz`` reads 'did you mean eval.seeds?' rather than silently using the default.
+    """
     section = {} if section is None else section
-    if not isinstance(section, dict):
+    if not isinstance(section, Mapping):
         raise MerError(f"'{where}' must be a mapping, got {section!r}", source,
                        f"write '{where}:' as a block of keys")
     names = {f.name for f in fields(schema)}
@@ -38,12 +53,7 @@ def validate(section: dict | None, schema: Type[T], where: str, source: str | Pa
             hint = f"did you mean '{dotted(lower[close[0]])}'?" if close else \
                 f"valid keys are: {', '.join(sorted(names))}"
             raise MerError(f"unknown key '{dotted(key)}'", source, hint)
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(schema), section)
-        return OmegaConf.to_object(merged)
-    except OmegaConfBaseException as exc:
-        raise MerError(f"bad value in '{where or 'params'}': {str(exc).splitlines()[0]}", source,
-                       f"check the types of '{where}' against conf/") from None
+    return dict(section)
 
 
 def as_dict(obj: Any) -> Any:

@@ -24,7 +24,8 @@ from mer.data.manifest import read_manifest, write_manifest
 from mer.data.schemes import get_scheme, get_vocabulary, label_schemes, load_schemes
 from mer.errors import MerError
 
-FIXTURES = Path(__file__).parents[1] / ".." / "shared" / "fixtures"
+from conftest import FIXTURES
+
 SHEET = FIXTURES / "annotations" / "CASME2-coding-20140508.xlsx"
 
 pytestmark = pytest.mark.skipif(not SHEET.is_file(),

@@ -10,13 +10,15 @@ import numpy as np
 import pytest
 
 from mer.errors import MerError
+
+from conftest import FIXTURES
 from mer.face.align import (canonical_eyes, eye_centres, eye_line_angle, similarity_from_eyes,
                             transform_points, warp_image)
 from mer.face.crop import CropParams, crop_clip, find_face
 from mer.face.landmarks import get_detector, get_landmarker, largest_face
 from mer.parallel import map_clips
 
-FACES = Path(__file__).parents[1] / ".." / "shared" / "fixtures" / "faces"
+FACES = FIXTURES / "faces"
 ASTRONAUT = FACES / "astronaut.png"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import warnings
 from fractions import Fraction
 
 import numpy as np

@@ -29,13 +29,11 @@ def difficulty_curve(params: dict, amplitudes: list[float], method: str = "lbpto
     """Pooled metrics of ``method`` on SynthME rebuilt at each amplitude (one row per amplitude)."""
     rows = []
     cwd = Path.cwd()
-    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
-        for amplitude in amplitudes:
-            p = copy.deepcopy(params)
-            p["synthesize"] = {**(p.get("synthesize") or {}), "amplitude": [amplitude, amplitude]}
-            p["datasets"], p["eval"] = ["synthme"], {**p["eval"], "datasets": ["synthme"]}
-            work = Path(tmp) / f"a{amplitude}"
-            work.mkdir()
+    for amplitude in amplitudes:
+        p = copy.deepcopy(params)
+        p["synthesize"] = {**(p.get("synthesize") or {}), "amplitude": [amplitude, amplitude]}
+        p["datasets"], p["eval"] = ["synthme"], {**p["eval"], "datasets": ["synthme"]}
+        with tempfile.TemporaryDirectory(dir=scratch) as work:  # ~4 GB per point, freed at once
             os.chdir(work)
             try:
                 synthesize.run(p)
@@ -44,9 +42,9 @@ def difficulty_curve(params: dict, amplitudes: list[float], method: str = "lbpto
                 m = train(method, p, artifacts.MODELS / method, artifacts.METRICS / f"{method}.json")
             finally:
                 os.chdir(cwd)
-            rows.append({"amplitude": amplitude, **m["pooled"],
-                         "uf1_std": m["pooled_std"]["uf1"],
-                         "control_uf1": m.get("control", {}).get("permuted_labels", {}).get("uf1")})
+        control = m.get("control", {}).get("permuted_labels", {}).get("uf1")
+        rows.append({"amplitude": amplitude, **m["pooled"], "uf1_std": m["pooled_std"]["uf1"],
+                     "control_uf1": control})
     return rows
 
 
@@ -57,7 +55,7 @@ def write_curve(rows: list[dict], out: Path, method: str) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lines = [f"| amplitude (face width) | accuracy | UF1 | UAR | control UF1 |", "|---|---|---|---|---|"]
+    lines = ["| amplitude (face width) | accuracy | UF1 | UAR | control UF1 |", "|---|---|---|---|---|"]
     for r in rows:
         ctl = "-" if r["control_uf1"] is None else f"{r['control_uf1']:.3f}"
         lines.append(f"| {r['amplitude']:.3f} | {r['accuracy']:.3f} | {r['uf1']:.3f} ± "

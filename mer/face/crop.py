@@ -31,12 +31,13 @@ left-right: the whole face with a small margin.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from mer.config import check_keys
 from mer.errors import MerError
 from mer.face.align import (BORDERS, canonical_eyes, eye_centres, similarity_from_eyes,
                             transform_points, warp_image)
@@ -76,13 +77,7 @@ class CropParams:
     @classmethod
     def from_dict(cls, cfg: Mapping | None) -> "CropParams":
         """Build from a params mapping; unknown keys and bad values raise :class:`MerError`."""
-        cfg = dict(cfg or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(cfg) - known)
-        if unknown:
-            raise MerError(f"unknown key(s) {', '.join(map(repr, unknown))}", "params crop",
-                           f"valid keys are: {', '.join(sorted(known))}")
-        params = cls(**cfg)
+        params = cls(**check_keys(cfg, cls, "crop"))
         params.validate()
         return params
 

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
+from mer.config import check_keys
 from mer.errors import MerError
 
 SECTION = "synthesize"
@@ -96,13 +97,8 @@ class SynthParams:
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any] | None) -> "SynthParams":
         """Build from the params.yaml section; unknown keys or bad values raise one MerError."""
-        cfg = dict(cfg or {})
+        cfg = check_keys(cfg, cls, SECTION)
         known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(cfg) - set(known))
-        if unknown:
-            raise MerError(f"unknown key(s) {unknown} in the '{SECTION}' params section",
-                           where=f"params.yaml: {SECTION}",
-                           fix=f"remove or correct them; valid keys: {', '.join(known)}")
         kwargs = {name: _coerce(name, value, known[name]) for name, value in cfg.items()}
         params = cls(**kwargs)
         params.validate()

@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--write", action="store_true", help="write params.yaml")
     g.add_argument("--check", action="store_true", help="fail if params.yaml differs")
     p.set_defaults(fn=cmd_params)
+    from mer.data.datasets_cli import add_datasets_commands
+    add_datasets_commands(sub)
     sub.add_parser("methods", help="list registered methods and their inputs").set_defaults(
         fn=cmd_methods)
     p = sub.add_parser("difficulty", help="SynthME difficulty curve: baseline UF1 against amplitude")

@@ -62,6 +62,9 @@ class Annotation:
     aus: str       # action-unit cell, verbatim
     emotion: str   # emotion cell, verbatim
     where: str     # sheet file and row, for error messages
+    # set only when the adapter, not the sheet, chose ``apex`` (e.g. 'frame5': the 5th frame of a
+    # macro-expression standing in for its apex); becomes the manifest's apex_source
+    apex_source: str = ""
 
 
 def cell_text(value: Any) -> str:

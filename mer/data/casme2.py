@@ -11,6 +11,10 @@ coding sheet ``<root>/<sheet>``.  The sheet's quirks, all handled here or downst
 * Action Units mix numbers (12) and strings ('4+L10', 'R2', '?'); '?' (unknown AU) is dropped.
 * Filenames are irregular (EP01_2, EP06_02_01, EP09f): used verbatim as folder names.
 * Two empty, unnamed columns: ignored, as is any column this adapter does not use.
+* Releases: the 2014 sheet, and the 2019 revision (an 'Objective Classes' column, some emotion
+  labels revised) read the same way; ``revision`` says which was read.  The separate
+  objective-class sheet (``CASME2-ObjectiveClasses.xlsx``: no frames, no emotions) is recognised
+  and refused with a message naming the coding sheet to use instead.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ COLUMNS = {"subject": "Subject", "clip": "Filename", "onset": "OnsetFrame", "ape
            "offset": "OffsetFrame", "aus": "Action Units", "emotion": "Estimated Emotion"}
 _AU = re.compile(r"[LR]?\d+")  # an action unit, optionally on the left/right side only
 _UNKNOWN_AU = "?"
+OBJECTIVE_COLUMN = "Objective Classes"   # column of the 2019 revision of the coding sheet
+OBJECTIVE_ONLY = "Objective Class"       # the separate objective-class sheet's column
 
 
 @register_adapter("casme2")
@@ -48,6 +54,7 @@ class Casme2(CorpusAdapter):
         self.sheet = self.root / self.cfg["sheet"]
         self.frames = self.cfg["frames"]
         self.template = self.cfg["frame_template"]
+        self.revision: str | None = None  # '2014' or '2019', known once the sheet is read
         try:  # two frame numbers must give two different names
             ok = self.template.format(n=1) != self.template.format(n=2)
             why = ""
@@ -81,6 +88,13 @@ class Casme2(CorpusAdapter):
             raise MerError(f"cannot read the coding sheet ({exc})", self.sheet,
                            "restore the sheet from your copy of the corpus") from exc
         df.columns = [str(c).strip() for c in df.columns]
+        if OBJECTIVE_ONLY in df.columns and "OnsetFrame" not in df.columns:
+            raise MerError("this is CASME II's objective-class sheet (Subject, Filename, "
+                           "Objective Class), not its coding sheet", self.sheet,
+                           f"set data.{self.dataset}.sheet to the coding sheet "
+                           "(CASME2-coding-20140508.xlsx, or the 2019 revision)")
+        # the 2019 revision adds an 'Objective Classes' column (and revises some labels)
+        self.revision = "2019" if OBJECTIVE_COLUMN in df.columns else "2014"
         if missing := [c for c in COLUMNS.values() if c not in df.columns]:
             found = [c for c in df.columns if not c.startswith("Unnamed")]
             raise MerError(f"the coding sheet lacks columns {missing} (found {found})", self.sheet,

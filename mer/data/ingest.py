@@ -74,7 +74,7 @@ def _resolve(ctx: _Context, raw: Annotation, ann: Annotation,
     if ann.apex == MIDPOINT and raw.apex != ann.apex:
         apex, apex_source = onset + (offset - onset) // 2, "midpoint"   # set by a fix row
     elif apex is not None:
-        apex_source = "annotated"
+        apex_source = ann.apex_source or "annotated"
         if not onset <= apex <= offset:
             problems.append(Problem(cid, where, f"apex {apex} is outside onset..offset "
                                     f"{onset}..{offset}", fix_hint))
@@ -117,15 +117,23 @@ def _resolve(ctx: _Context, raw: Annotation, ann: Annotation,
 
 
 def ingest(name: str, cfg: Mapping[str, Any], workers: int | None = 1,
-           apex_policy: str = "annotated") -> list[Clip]:
+           apex_policy: str = "annotated",
+           only: Mapping[tuple[str, str], str] | None = None) -> list[Clip]:
     """Validated manifest rows of dataset ``name`` (config ``cfg`` = params ``data.<name>``).
 
+    ``only`` restricts the corpus to the clips it lists, ``(subject, clip) -> where listed``
+    (a composite's official list): other rows are neither read further nor validated, and a listed
+    clip the sheet lacks is a problem.  An adapter with an ``ingest_composite`` method (a
+    composite such as megc2019) ingests its members itself, through their own adapters.
     Raises one MerError listing every problem found; returns rows in sheet order.
     """
     if apex_policy not in APEX_POLICIES:
         raise MerError(f"unknown apex policy '{apex_policy}'", "params ingest.apex_policy",
                        f"use one of {', '.join(APEX_POLICIES)}")
     adapter = make_adapter(name, cfg)
+    composite = getattr(adapter, "ingest_composite", None)
+    if composite is not None:
+        return composite(workers, apex_policy)
     ctx = _Context(adapter, get_vocabulary(adapter.vocabulary), schemes_for(adapter.vocabulary),
                    apex_policy)
     adapter.check_layout()
@@ -135,7 +143,12 @@ def ingest(name: str, cfg: Mapping[str, Any], workers: int | None = 1,
     problems: list[Problem] = []
     order: list[str] = []
     first_seen: dict[str, str] = {}
+    listed = set(only or ())  # listed clips not yet found in the sheet
     for raw in adapter.annotations():
+        if only is not None:
+            if (raw.subject, raw.clip) not in only:
+                continue
+            listed.discard((raw.subject, raw.clip))
         ann, applied = table.apply(raw)
         clip, found = _resolve(ctx, raw, ann, applied)
         problems += found
@@ -150,7 +163,15 @@ def ingest(name: str, cfg: Mapping[str, Any], workers: int | None = 1,
             continue
         first_seen[clip.clip_id] = raw.where
         clips.append(clip)
-    table.warn_unused()
+    if only is None:
+        table.warn_unused()  # (with a list, fixes of unlisted clips are unused by design)
+    for subject, clip in [key for key in (only or {}) if key in listed]:  # in list order
+        cid = adapter.clip_id(subject, clip)
+        order.append(cid)
+        problems.append(Problem(cid, str(only[(subject, clip)]), f"listed, but {subject} {clip} "
+                                f"is not in the annotations of {name} ({adapter.root})",
+                                "restore the clip in your copy of the corpus, or check the "
+                                "member's root and release"))
 
     jobs = [FrameCheck(c.clip_id, str(adapter.root / c.frame_dir), tuple(c.frames)) for c in clips]
     for found in map_clips(check_frames, jobs, workers, desc=f"validate {name}"):

@@ -14,7 +14,7 @@ frames         JSON list of frame file names from onset to offset inclusive, in 
 onset          frame number of the onset (the corpus's own numbering)
 apex           frame number of the apex (after the apex policy)
 offset         frame number of the offset
-apex_source    ``annotated`` | ``midpoint`` | ``spotted``
+apex_source    ``annotated`` | ``midpoint`` | ``spotted`` | ``frame<N>`` (macro clips: the Nth frame)
 apex_index     position of the apex within ``frames`` (0-based)
 aus            JSON list of parsed action units, e.g. ``["4", "L10"]`` ("?" dropped)
 aus_raw        the sheet's action-unit cell, verbatim

@@ -139,6 +139,42 @@ class CorpusAdapter(ABC):
             out[key] = list(value) if isinstance(value, list) else value
         return out
 
+    # ------------------------------------------------------------------ checks adapters share
+    def check_template(self, template: str, example: str, key: str = "frame_template",
+                       **fields: str) -> str:
+        """``template`` must give two frame numbers two names; else one MerError naming the key."""
+        try:
+            ok, why = template.format(n=1, **fields) != template.format(n=2, **fields), ""
+        except (KeyError, IndexError, ValueError) as exc:
+            ok, why = False, f" ({exc!r})"
+        if not ok:
+            raise MerError(f"{key} '{template}' is not a file name with {{n}}{why}",
+                           f"params data.{self.dataset}.{key}", f"use e.g. '{example}'")
+        return template
+
+    def require_root(self, link_hint: str) -> None:
+        """The corpus folder exists, or one MerError saying how to link it."""
+        if not self.root.is_dir():
+            raise MerError("corpus folder not found", self.root, f"link your copy: {link_hint}")
+
+    def require_folder(self, sub: str, key: str, holds: str, what: str = "frame folder") -> Path:
+        """``root/sub`` exists, or one MerError listing the folders that are there instead."""
+        folder = self.root / sub
+        if not folder.is_dir():
+            present = sorted(p.name for p in self.root.iterdir() if p.is_dir())
+            raise MerError(f"{what} '{sub}' not found (folders there: {present})", folder,
+                           f"set data.{self.dataset}.{key} to the folder holding {holds}")
+        return folder
+
+    def require_sheet(self, path: Path, key: str = "sheet") -> Path:
+        """The coding sheet exists, or one MerError listing the spreadsheets that are there."""
+        if not path.is_file():
+            sheets = sorted(p.name for p in self.root.glob("*.xls*")) if self.root.is_dir() else []
+            raise MerError("coding sheet not found", path,
+                           f"set data.{self.dataset}.{key} to the coding sheet's name "
+                           f"(spreadsheets in {self.root}: {sheets})")
+        return path
+
     # ------------------------------------------------------------------ what an adapter supplies
     @abstractmethod
     def check_layout(self) -> None:

@@ -113,9 +113,7 @@ class Casme(CorpusAdapter):
         self._section: dict[tuple[str, str], dict[str, str]] = {}
 
     def check_layout(self) -> None:
-        if not self.root.is_dir():
-            raise MerError("corpus folder not found", self.root,
-                           f"link your copy: ln -s /path/to/CASME {self.root}")
+        self.require_root(f"ln -s /path/to/CASME {self.root}")
         for sec in self.sections:
             folder = self.root / sec["frames"]
             if not folder.is_dir():

@@ -53,35 +53,16 @@ class Casme2(CorpusAdapter):
         super().__init__(dataset, cfg)
         self.sheet = self.root / self.cfg["sheet"]
         self.frames = self.cfg["frames"]
-        self.template = self.cfg["frame_template"]
+        self.template = self.check_template(self.cfg["frame_template"],
+                                            "img{n}.jpg' (RAW) or 'reg_img{n}.jpg")
         self.revision: str | None = None  # '2014' or '2019', known once the sheet is read
-        try:  # two frame numbers must give two different names
-            ok = self.template.format(n=1) != self.template.format(n=2)
-            why = ""
-        except (KeyError, IndexError, ValueError) as exc:
-            ok, why = False, f" ({exc!r})"
-        if not ok:
-            raise MerError(f"frame_template '{self.template}' is not a file name with {{n}}{why}",
-                           f"params data.{dataset}.frame_template",
-                           "use e.g. 'img{n}.jpg' (RAW) or 'reg_img{n}.jpg' (Cropped)")
 
     def check_layout(self) -> None:
-        if not self.root.is_dir():
-            raise MerError("corpus folder not found", self.root,
-                           f"link your copy: ln -s /path/to/CASME2 {self.root}")
-        folder = self.root / self.frames
-        if not folder.is_dir():
-            present = sorted(p.name for p in self.root.iterdir() if p.is_dir())
-            raise MerError(f"frame folder '{self.frames}' not found (folders there: {present})",
-                           folder,
-                           f"set data.{self.dataset}.frames to the folder holding sub01, ...")
+        self.require_root(f"ln -s /path/to/CASME2 {self.root}")
+        self.require_folder(self.frames, "frames", "sub01, ...")
 
     def annotations(self) -> list[Annotation]:
-        if not self.sheet.is_file():
-            sheets = sorted(p.name for p in self.root.glob("*.xls*")) if self.root.is_dir() else []
-            raise MerError("coding sheet not found", self.sheet,
-                           f"set data.{self.dataset}.sheet to the coding sheet's name "
-                           f"(spreadsheets in {self.root}: {sheets})")
+        self.require_sheet(self.sheet)
         try:
             df = pd.read_excel(self.sheet, sheet_name=0, dtype=str)  # text: '01' stays '01'
         except Exception as exc:  # openpyxl/xlrd raise many types for a damaged file

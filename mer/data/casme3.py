@@ -166,26 +166,13 @@ class _PartA(Casme3):
         super().__init__(dataset, cfg)
         self.sheet = self.root / self.cfg["sheet"]
         self.frames = self.cfg["frames"]
-        self.template = self.cfg["frame_template"]
-        try:
-            ok, why = self.template.format(n=1) != self.template.format(n=2), ""
-        except (KeyError, IndexError, ValueError) as exc:
-            ok, why = False, f" ({exc!r})"
-        if not ok:
-            raise MerError(f"frame_template '{self.template}' is not a file name with {{n}}{why}",
-                           f"params data.{dataset}.frame_template", "use e.g. '{n}.jpg'")
+        self.template = self.check_template(self.cfg["frame_template"], "{n}.jpg")
         listed = self.cfg["damaged_frames"]
         self.damaged_path = self.root / listed if listed else None
 
     def check_layout(self) -> None:
-        if not self.root.is_dir():
-            raise MerError("corpus folder not found", self.root,
-                           f"link your copy of CAS(ME)^3 part_A: ln -s /path/to/part_A {self.root}")
-        folder = self.root / self.frames
-        if not folder.is_dir():
-            present = sorted(p.name for p in self.root.iterdir() if p.is_dir())
-            raise MerError(f"frame folder '{self.frames}' not found (folders there: {present})",
-                           folder, f"set data.{self.dataset}.frames to the folder holding spNO.1")
+        self.require_root(f"ln -s /path/to/part_A {self.root} (CAS(ME)^3 part_A)")
+        self.require_folder(self.frames, "frames", "spNO.1")
         if self.damaged_path is not None and not self.damaged_path.is_file():
             raise MerError("official damaged-frame list not found", self.damaged_path,
                            f"set data.{self.dataset}.damaged_frames to its path (relative to "
@@ -331,9 +318,7 @@ class Casme3C(Casme3):
                            f"params data.{dataset}", "use e.g. '{subject}/color' and '{n}.jpg'")
 
     def check_layout(self) -> None:
-        if not self.root.is_dir():
-            raise MerError("corpus folder not found", self.root,
-                           f"link your copy of CAS(ME)^3 part_C: ln -s /path/to/part_C {self.root}")
+        self.require_root(f"ln -s /path/to/part_C {self.root} (CAS(ME)^3 part_C)")
 
     def annotations(self) -> list[Annotation]:
         if not self.sheet.is_file():

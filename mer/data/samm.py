@@ -119,34 +119,15 @@ class Samm(CorpusAdapter):
         super().__init__(dataset, cfg)
         self.sheet = self.root / self.cfg["sheet"]
         self.frames = self.cfg["frames"]
-        self.template = self.cfg["frame_template"]
-        try:  # two frame numbers must give two different names
-            ok = (self.template.format(subject="006", n=1)
-                  != self.template.format(subject="006", n=2))
-            why = ""
-        except (KeyError, IndexError, ValueError) as exc:
-            ok, why = False, f" ({exc!r})"
-        if not ok:
-            raise MerError(f"frame_template '{self.template}' is not a file name with {{n}}{why}",
-                           f"params data.{dataset}.frame_template",
-                           "use e.g. '{subject}_{n:05d}.jpg'")
+        self.template = self.check_template(self.cfg["frame_template"], "{subject}_{n:05d}.jpg",
+                                            subject="006")
 
     def check_layout(self) -> None:
-        if not self.root.is_dir():
-            raise MerError("corpus folder not found", self.root,
-                           f"link your copy: ln -s /path/to/SAMM {self.root}")
-        folder = self.root / self.frames
-        if not folder.is_dir():
-            present = sorted(p.name for p in self.root.iterdir() if p.is_dir())
-            raise MerError(f"frame folder '{self.frames}' not found (folders there: {present})",
-                           folder, f"set data.{self.dataset}.frames to the folder holding 006, ...")
+        self.require_root(f"ln -s /path/to/SAMM {self.root}")
+        self.require_folder(self.frames, "frames", "006, ...")
 
     def annotations(self) -> list[Annotation]:
-        if not self.sheet.is_file():
-            sheets = sorted(p.name for p in self.root.glob("*.xls*")) if self.root.is_dir() else []
-            raise MerError("coding sheet not found", self.sheet,
-                           f"set data.{self.dataset}.sheet to the coding sheet's name "
-                           f"(spreadsheets in {self.root}: {sheets})")
+        self.require_sheet(self.sheet)
         try:  # text: '006' stays '006'; the header row is located below
             raw = pd.read_excel(self.sheet, sheet_name=0, header=None, dtype=str)
         except Exception as exc:  # openpyxl/xlrd raise many types for a damaged file

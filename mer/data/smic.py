@@ -138,14 +138,8 @@ class Smic(CorpusAdapter):
 
     # ---------------------------------------------------------------------------- layout
     def check_layout(self) -> None:
-        if not self.root.is_dir():
-            raise MerError("corpus folder not found", self.root,
-                           f"link your copy: mer datasets link {self.dataset} /path/to/SMIC")
-        base = self.root / self.folder
-        if not base.is_dir():
-            present = sorted(p.name for p in self.root.iterdir() if p.is_dir())
-            raise MerError(f"folder '{self.folder}' not found (folders there: {present})", base,
-                           f"set data.{self.dataset}.folder to the folder holding s1, s2, ...")
+        self.require_root(f"mer datasets link {self.dataset} /path/to/SMIC")
+        base = self.require_folder(self.folder, "folder", "s1, s2, ...", what="folder")
         if not any(subject_number(p.name) is not None for p in base.iterdir() if p.is_dir()):
             raise MerError("no subject folder (s1, s2, ...) found", base,
                            f"set data.{self.dataset}.folder to the folder holding s1, s2, ...")

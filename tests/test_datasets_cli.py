@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import ROOT
+from test_data_casme3 import ME as CASME3_ME
+from test_data_casme3 import cfg_a as casme3_cfg
+from test_data_casme3 import link_frames as casme3_frames
+from test_data_casme3 import part_a_folder, subset_sheet
 from test_data_megc2019 import NEEDED, build_composite, cfg_for
+from test_data_samm import SHEET as SAMM_SHEET
+from test_data_samm import build_tree as build_samm_tree
+from test_data_samm import cfg_for as samm_cfg
+from test_data_samm import sheet_rows as samm_rows
+from test_data_samm import write_sheet as samm_sheet
 from test_data_smic import small_hs
 
 from mer.data.datasets_cli import (
@@ -98,7 +109,7 @@ def test_link_and_refusals(tmp_path, monkeypatch):
 
 
 def test_cli_commands(tmp_path, monkeypatch, capsys):
-    root, cfg = small_hs(tmp_path / "copy", (3,))
+    root, _ = small_hs(tmp_path / "copy", (3,))
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
@@ -151,3 +162,62 @@ def test_casme2_sheet_kind_is_recognised(tmp_path):
 
     with pytest.raises(MerError, match="objective-class sheet .* not its coding sheet"):
         make_adapter("casme2", {**cfg, "sheet": str(objective)}).annotations()
+
+
+def test_check_samm_summary_and_broken_frame(tmp_path):
+    if not SAMM_SHEET.is_file():
+        pytest.skip(f"real SAMM sheet fixture absent: {SAMM_SHEET}")
+    subjects = {"006", "028"}
+    sheet = samm_sheet(tmp_path / "samm_test.xlsx", subjects)
+    build_samm_tree(tmp_path, sheet)
+    params = params_for("samm", samm_cfg(tmp_path, sheet.name)) | {
+        "ingest": {"apex_policy": "annotated"}}
+    # the emotions of those subjects, read from the real sheet independently of the adapter
+    emotions = collections.Counter(str(r["Estimated Emotion"]).strip().lower()
+                                   for r in samm_rows(SAMM_SHEET)[1] if r["Subject"] in subjects)
+    assert emotions == {"anger": 7, "surprise": 4, "sadness": 1, "fear": 1, "contempt": 1}
+    text = check_dataset("samm", params)
+    assert text.splitlines()[0] == f"dataset samm (adapter samm): {tmp_path}"
+    # 028_4_1's apex lies past its offset: the packaged fix makes it the midpoint
+    assert "14 clips, 2 subjects; apex: annotated 13, midpoint 1" in text
+    assert "samm_5class: 12 clips (anger 7, surprise 4, contempt 1)" in text
+    assert "samm_3class: 14 clips (negative 10, surprise 4)" in text
+    assert "samm_all: 14 clips (anger 7, surprise 4, sadness 1, fear 1, contempt 1)" in text
+
+    gone = sorted((tmp_path / "SAMM/006/006_1_2").iterdir())[5]
+    gone.unlink()
+    with pytest.raises(MerError) as info:
+        check_dataset("samm", params)
+    msg = str(info.value)
+    assert "1 problem(s) in 1 clip(s) of dataset 'samm'" in msg
+    assert f"006_1_2: {gone}: 1 of" in msg and f"missing: {gone.name}" in msg
+
+
+def test_check_casme3_summary_and_broken_frame(tmp_path):
+    if not CASME3_ME.is_file():
+        pytest.skip(f"real CAS(ME)^3 sheet fixture absent: {CASME3_ME}")
+    subjects = {"spNO.1", "spNO.2"}
+    sheet = subset_sheet(tmp_path / "me_test.xlsx", CASME3_ME, subjects)
+    rows = pd.read_excel(sheet, dtype=str)
+    casme3_frames(tmp_path, rows, part_a_folder)
+    emotions = collections.Counter(rows["emotion"].str.strip().str.lower())
+    assert emotions == {"others": 7, "surprise": 5, "happy": 4, "fear": 3, "disgust": 1}
+    params = params_for("casme3", casme3_cfg(tmp_path, sheet.name)) | {
+        "ingest": {"apex_policy": "annotated"}}
+    text = check_dataset("casme3", params)
+    assert text.splitlines()[0] == f"dataset casme3 (adapter casme3): {tmp_path}"
+    assert "20 clips, 2 subjects; apex: annotated 20" in text
+    assert "casme3_3class: 13 clips (surprise 5, negative 4, positive 4)" in text
+    assert "casme3_4class: 20 clips (others 7, surprise 5, negative 4, positive 4)" in text
+    assert ("casme3_7class: 20 clips (others 7, surprise 5, happiness 4, fear 3, disgust 1)"
+            in text)
+
+    first = rows.iloc[0]
+    folder = tmp_path / part_a_folder(first)
+    gone = folder / f"{int(first.Onset) + 1}.jpg"
+    gone.unlink()
+    with pytest.raises(MerError) as info:
+        check_dataset("casme3", params)
+    msg = str(info.value)
+    assert "1 problem(s) in 1 clip(s) of dataset 'casme3'" in msg
+    assert f"{gone}: 1 of" in msg and f"missing: {gone.name}" in msg

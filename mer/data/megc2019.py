@@ -34,16 +34,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import re
-from pathlib import PurePosixPath
 from typing import Any, Callable, Mapping
 
-from mer.data.adapters import (
-    Annotation,
-    CorpusAdapter,
-    Option,
-    adapter_class,
-    register_adapter,
-)
+from mer.data.adapters import Annotation, Option, register_adapter
+from mer.data.composite import Composite
 from mer.data.ingest import ingest
 from mer.data.manifest import Clip
 from mer.data.schemes import get_vocabulary
@@ -87,53 +81,25 @@ class ListedClip:
 
 
 @register_adapter("megc2019")
-class Megc2019(CorpusAdapter):
+class Megc2019(Composite):
     """A composite of member corpora, each read by its own adapter, restricted to a list."""
 
     vocabulary = "megc2019"
     options = {
         "list": Option(str, "MEGC2019_combined_3class_gt.csv",
                        "the official composite list, relative to root"),
-        "members": Option(dict, help="corpus name of the list -> that member's adapter config; "
-                                     "its root is relative to this root"),
-        "fps": Option(float, 1.0, "not settable: each clip keeps its member's frame rate"),
+        **Composite.options,
     }
-
-    @classmethod
-    def _resolve(cls, dataset: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
-        if "fps" in cfg:  # would be silently meaningless: every member has its own frame rate
-            raise MerError("a composite has no frame rate of its own", f"params data.{dataset}.fps",
-                           "remove 'fps'; set it in the member's config if needed")
-        return super()._resolve(dataset, cfg)
+    root_holds = "the official list and "
 
     def __init__(self, dataset: str, cfg: Mapping[str, Any]):
         super().__init__(dataset, cfg)
         self.list_path = self.root / self.cfg["list"]
-        self.members: dict[str, CorpusAdapter] = {}
-        self.member_cfg: dict[str, dict[str, Any]] = {}
-        self.member_dir: dict[str, str] = {}
-        for member, mcfg in self.cfg["members"].items():
-            where = f"params data.{dataset}.members.{member}"
-            if not isinstance(mcfg, Mapping) or "adapter" not in mcfg or "root" not in mcfg:
-                raise MerError("a member needs at least 'adapter' and 'root'", where,
-                               f"e.g. {member}: {{adapter: {member}, root: {member}}}")
-            rel = PurePosixPath(str(mcfg["root"]))
-            if rel.is_absolute() or ".." in rel.parts:
-                raise MerError(f"member root '{rel}' must be a folder inside {self.root}", where,
-                               f"link the corpus there (ln -s /path/to/corpus "
-                               f"{self.root}/{member}) and set root: {member}")
-            name = str(mcfg["adapter"])
-            if name not in ID_MAPS:
-                raise MerError(f"no id mapping from the list to adapter '{name}'", where,
-                               f"use one of {', '.join(ID_MAPS)}")
-            full = {**mcfg, "root": str(self.root / rel)}
-            full.setdefault("corpus", member)
-            try:
-                self.members[member] = adapter_class(name, where)(member, full)
-            except MerError as exc:  # name the member's place in the composite's config
-                raise MerError(exc.what, where, exc.fix) from None
-            self.member_cfg[member] = full
-            self.member_dir[member] = rel.as_posix()
+
+    def check_member_adapter(self, name: str, where: str) -> None:
+        if name not in ID_MAPS:
+            raise MerError(f"no id mapping from the list to adapter '{name}'", where,
+                           f"use one of {', '.join(ID_MAPS)}")
 
     # -------------------------------------------------------------------- the official list
     def listed(self) -> list[ListedClip]:
@@ -176,38 +142,15 @@ class Megc2019(CorpusAdapter):
     # ------------------------------------------------------------------ CorpusAdapter API
     # The composite's own annotations are the list's rows with subjects 'member/subject'; paths
     # are the member's, under the member's folder.
-    def check_layout(self) -> None:
-        self.check_layout_root()
-        for adapter in self.members.values():
-            adapter.check_layout()
-
     def annotations(self) -> list[Annotation]:
         return [Annotation(subject=f"{c.member}/{c.subject}", clip=c.clip, onset="", apex="",
                            offset="", aus="", emotion=c.code, where=c.where)
                 for c in self.listed()]
 
-    def _split(self, subject: str) -> tuple[str, CorpusAdapter, str]:
-        member, _, inner = subject.partition("/")
-        if member not in self.members:
-            raise MerError(f"subject '{subject}' names no member", f"params data.{self.dataset}")
-        return member, self.members[member], inner
-
-    def frame_dir(self, subject: str, clip: str) -> str:
-        member, adapter, inner = self._split(subject)
-        return f"{self.member_dir[member]}/{adapter.frame_dir(inner, clip)}"
-
-    def frame_name(self, subject: str, clip: str, n: int) -> str:
-        _, adapter, inner = self._split(subject)
-        return adapter.frame_name(inner, clip, n)
-
     def parse_aus(self, text: str) -> list[str]:
         if text.strip():
             raise ValueError(f"the composite list codes no action units, got '{text}'")
         return []
-
-    def clip_id(self, subject: str, clip: str) -> str:
-        member, adapter, inner = self._split(subject)
-        return f"{member}_{adapter.clip_id(inner, clip)}"
 
     # ------------------------------------------------------------------------------ ingest
     def ingest_composite(self, workers: int | None, apex_policy: str) -> list[Clip]:
@@ -243,9 +186,3 @@ class Megc2019(CorpusAdapter):
                 labels={SCHEME: r.label}))
         return out
 
-    def check_layout_root(self) -> None:
-        """The composite's own folder (members check theirs when they are ingested)."""
-        if not self.root.is_dir():
-            raise MerError("composite folder not found", self.root,
-                           f"create it with the official list and one link per member: "
-                           f"{', '.join(f'{m} -> /path/to/{m}' for m in self.members)}")

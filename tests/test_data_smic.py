@@ -4,12 +4,14 @@ Fake trees are generated around REAL sheets (fixtures): the HS clip list and fra
 ``smic_apex.xlsx`` (164 SMIC-HS clips, camera frame indices), the VIS work sheet of
 ``SMIC-HS-E_annotation.xlsx`` (71 clips, also used for NIR, which has the same clips) and its HS
 work sheet for the long release.  Trees are read back with openpyxl/pandas on their own, not
-through the adapter.  Frames are hard links of one tiny image; only the onset..offset frames exist.
+through the adapter.  Frames are hard links of one tiny image; only the onset..offset frames exist
+(for SMIC-E: the span of a row's intervals that lie inside its long clip).
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -64,6 +66,26 @@ def e_rows(modality: str) -> list[tuple[int, str, int, int]]:
     col = {name: header.index(name) for name in ("Subject", "Filename", "OnsetF", "OffsetF")}
     return [(int(r[col["Subject"]]), r[col["Filename"]], int(r[col["OnsetF"]]),
              int(r[col["OffsetF"]])) for r in rows if r[col["Filename"]]]
+
+
+def e_long_spans(modality: str) -> list[tuple[int, str, int, int]]:
+    """(subject, clip, first, last frame to create) of each row of a SMIC-E work sheet.
+
+    The span covers the first interval and every later one that lies inside the row's long clip
+    (FirstF..FirstF+TotalVL-1), so that later intervals have their frames too.  (The first
+    interval is not always inside: HS s1_ne_03 has 658536..658562 against 650000..650699.)
+    """
+    df = pd.read_excel(E_SHEET, sheet_name=modality)
+    out = []
+    for _, r in df.iterrows():
+        first, last = int(r["FirstF"]), int(r["FirstF"]) + int(r["TotalVL"]) - 1
+        pairs = [(r[a], r[b]) for a, b in (("OnsetF", "OffsetF"), ("Onset2F", "Offset2F"),
+                                           ("Onset3F", "Offset3F")) if a in df.columns]
+        inside = [(int(a), int(b)) for k, (a, b) in enumerate(pairs)
+                  if k == 0 or (pd.notna(a) and pd.notna(b) and first <= a <= b <= last)]
+        out.append((int(r["Subject"]), r["Filename"], min(a for a, _ in inside),
+                    max(b for _, b in inside)))
+    return out
 
 
 def build_clips_tree(root: Path, clips, folder: str = "HS",
@@ -165,7 +187,7 @@ def test_clips_tree_errors(tmp_path):
 
 
 def test_cropped_release_and_config_errors(tmp_path):
-    root, cfg = small_hs(tmp_path, (2,), "reg_image{n:06d}.bmp", "SMIC_all_cropped/HS")
+    _root, cfg = small_hs(tmp_path, (2,), "reg_image{n:06d}.bmp", "SMIC_all_cropped/HS")
     clips = ingest("smic", cfg, 1, "midpoint")
     assert len(clips) == 6 and clips[0].frames[0].startswith("reg_image")
     assert clips[0].frame_dir.startswith("SMIC_all_cropped/HS/s2/micro/")
@@ -197,35 +219,150 @@ def test_vis_and_nir(tmp_path, modality):
 # ------------------------------------------------------------------------- SMIC-E long release
 @pytest.fixture(scope="module")
 def long_root(tmp_path_factory):
-    return build_long_tree(tmp_path_factory.mktemp("smic_e"), e_rows("HS"))
+    return build_long_tree(tmp_path_factory.mktemp("smic_e"), e_long_spans("HS"))
 
 
 LONG = {"adapter": "smic", "release": "long"}
 
 
-def test_long_release_counts_and_layout(long_root):
-    clips = ingest("smic_e", {**LONG, "root": str(long_root)}, 1, "midpoint")
-    assert len(clips) == 157 and len({c.subject for c in clips}) == 16
+def test_long_release_counts_and_layout(long_root, caplog):
+    with caplog.at_level(logging.WARNING, logger="mer.data.smic"):
+        clips = ingest("smic_e", {**LONG, "root": str(long_root)}, 1, "midpoint")
+    # 157 rows' first intervals + 8 second + 1 third interval (s4_ne_04_3)
+    assert len(clips) == 166 and len({c.subject for c in clips}) == 16
     assert collections.Counter(c.labels["smic_3class"] for c in clips) == {
-        "negative": 65, "positive": 51, "surprise": 41}
+        "negative": 71, "positive": 51, "surprise": 44}
+    later = sorted(c.clip_id for c in clips if c.clip_id.count("_") == 3)
+    assert later == ["s18_ne_01_2", "s18_sur_03_2", "s20_ne_06_2", "s20_ne_09_2",
+                     "s20_sur_02_2", "s3_ne_02_2", "s4_ne_04_2", "s4_ne_04_3", "s9_sur_01_2"]
     by_id = {c.clip_id: c for c in clips}
     c = by_id["s18_sur_03"]  # the sheet says negative; the packaged fix smic_e-001 corrects it
     assert (c.emotion_raw, c.emotion, c.fixes) == ("negative", "surprise", ["smic_e-001"])
-    assert sum(bool(c.fixes) for c in clips) == 1
+    c = by_id["s18_sur_03_2"]  # the same row's second interval: smic_e-002
+    assert (c.emotion_raw, c.emotion, c.fixes) == ("negative", "surprise", ["smic_e-002"])
+    assert sum(bool(c.fixes) for c in clips) == 2
     c = by_id["s3_ne_01"]
     assert c.frame_dir == "SMIC_HS_E/s03/s3_ne_01" and c.subject == "s3"  # padded folder only
-    c = by_id["s20_ne_06"]  # three intervals in the sheet: the first is the clip
+    c = by_id["s20_ne_06"]  # three intervals in the sheet: the first keeps the row's name
     assert (c.onset, c.offset, c.apex, c.apex_source) == (17668815, 17668835, 17668825, "midpoint")
     assert c.frames[0] == "image17668815.jpg"
+    c = by_id["s20_ne_06_2"]  # the second reads the same folder
+    assert (c.onset, c.offset, c.apex, c.clip) == (17668855, 17668883, 17668869, "s20_ne_06_2")
+    assert c.frame_dir == "SMIC_HS_E/s20/s20_ne_06" and len(c.frames) == 29
+    c = by_id["s4_ne_04_3"]
+    assert (c.onset, c.offset, c.frame_dir) == (219413, 219435, "SMIC_HS_E/s04/s4_ne_04")
+    # skipped later intervals: five third "intervals" before their long clip, one repeat
+    skipped = [r.getMessage() for r in caplog.records if "interval skipped" in r.getMessage()]
+    assert len(skipped) == 6
+    assert sum("lies outside the long clip" in m for m in skipped) == 5
+    assert any("row 7 (s20_ne_06): Onset3F..Offset3F 17549887..17668743 lies outside the long "
+               "clip FirstF..LastF 17668743..17668982" in m for m in skipped)
+    assert any("row 157 (s9_sur_01): Onset3F..Offset3F 61250..61291 repeats" in m
+               for m in skipped)
+
+    first = ingest("smic_e", {**LONG, "root": str(long_root), "intervals": "first"}, 1,
+                   "midpoint")
+    assert len(first) == 157 and not any(c.clip_id.count("_") == 3 for c in first)
+    assert collections.Counter(c.labels["smic_3class"] for c in first) == {
+        "negative": 65, "positive": 51, "surprise": 41}
+    assert "unknown intervals value 'some'" in error_of(
+        make_adapter, "smic_e", {**LONG, "root": str(long_root), "intervals": "some"})
+
+
+def test_long_interval_residue_rules(tmp_path, caplog):
+    """A later interval with onset after offset, a non-number cell, or beyond LastF is skipped;
+    the real sheet has none of these, so this sheet is generated (real HS rows, edited)."""
+    real = pd.read_excel(E_SHEET, sheet_name="HS")
+    keep = ["s20_ne_01", "s20_ne_02", "s20_ne_03", "s20_ne_04"]
+    df = real[real["Filename"].isin(keep)].copy().astype(object)
+    df[["Onset3F", "Offset3F"]] = None
+    df[["Onset2F", "Offset2F"]] = [(17581050, 17581040), ("x", 17581760),
+                                   (17625440, 17625470), (17651140, 17651150)]
+    spans = {c: (20, c, int(on), int(last)) for c, on, last in
+             zip(df["Filename"], df["OnsetF"], df["LastF"])}
+    root = build_long_tree(tmp_path, [spans[c] for c in keep])
+    df.to_excel(root / E_SHEET.name, sheet_name="HS", index=False)
+    with caplog.at_level(logging.WARNING, logger="mer.data.smic"):
+        clips = ingest("smic_e", {**LONG, "root": str(root)}, 1, "midpoint")
+    assert [c.clip_id for c in clips] == [*keep, "s20_ne_04_2"]
+    assert (clips[-1].onset, clips[-1].offset) == (17651140, 17651150)
+    msgs = " | ".join(r.getMessage() for r in caplog.records)
+    assert "row 2 (s20_ne_01): Onset2F..Offset2F 17581050..17581040 has onset after offset" in msgs
+    assert "row 3 (s20_ne_02): Onset2F..Offset2F x..17581760 is not a pair of frame numbers" in msgs
+    assert ("row 4 (s20_ne_03): Onset2F..Offset2F 17625440..17625470 lies outside the long "
+            "clip FirstF..LastF 17625259..17625458") in msgs
+    assert "3 later interval(s)" in msgs
+
+
+# ----------------------------------------------------------------- estimated apexes (apex_sheet)
+def test_apex_sheet_on_clips_release(hs_root):
+    clips = ingest("smic", {**HS, "root": str(hs_root), "apex_sheet": str(APEX_LIST)}, 1,
+                   "annotated")  # every clip has an apex now: no error under 'annotated'
+    assert len(clips) == 164 and {c.apex_source for c in clips} == {"estimated"}
+    assert "164 clips, 16 subjects; apex: estimated 164" in describe(clips)
+    by_id = {c.clip_id: c for c in clips}
+    c = by_id["s20_ne_01"]
+    assert (c.onset, c.apex, c.offset, c.apex_index) == (17581039, 17581046, 17581055, 7)
+    assert c.frames[c.apex_index] == "image17581046.bmp"
+    c = by_id["s3_ne_03"]  # one of the 7 rows without offset_frame
+    assert (c.onset, c.apex) == (302370, 302377)
+
+
+def test_apex_sheet_on_long_release(long_root, caplog):
+    with caplog.at_level(logging.WARNING, logger="mer.data.smic"):
+        clips = ingest("smic_e", {**LONG, "root": str(long_root), "apex_sheet": str(APEX_LIST)},
+                       1, "midpoint")
+    assert collections.Counter(c.apex_source for c in clips) == {"estimated": 161, "midpoint": 5}
+    by_id = {c.clip_id: c for c in clips}
+    # later intervals take the row of the same subject and onset: SMIC-HS's own names
+    assert [by_id[i].apex for i in ("s3_ne_02_2", "s4_ne_04_2", "s4_ne_04_3", "s9_sur_01_2")] == [
+        302377, 219354, 219430, 61268]
+    assert by_id["s20_ne_06_2"].apex_source == "midpoint"  # no row for it
+    assert (by_id["s20_ne_06"].apex, by_id["s20_ne_06"].apex_source) == (17668824, "estimated")
+    unused = [r.getMessage() for r in caplog.records if "match no clip" in r.getMessage()]
+    assert len(unused) == 1 and "3 row(s)" in unused[0]
+    assert "s3_ne_20 (smic_apex.xlsx row 160)" in unused[0] and "s2_sur_05" in unused[0]
+
+
+def test_apex_sheet_errors_and_fix(hs_root, tmp_path):
+    cfg = {**HS, "root": str(hs_root)}
+    wb = openpyxl.load_workbook(APEX_LIST)
+    ws = wb.active
+    assert ws.cell(2, 3).value == "s20_ne_01" and ws.cell(2, 6).value == 17581046
+    ws.cell(2, 6).value = 17581100  # after the clip's offset 17581055
+    bad = tmp_path / "apex_outside.xlsx"
+    wb.save(bad)
+    msg = error_of(ingest, "smic", {**cfg, "apex_sheet": str(bad)}, 1, "midpoint")
+    assert "1 problem(s) in 1 clip(s)" in msg
+    assert ("s20_ne_01: HS/s20/micro/negative/s20_ne_01; apex from apex_outside.xlsx row 2: "
+            "apex 17581100 is outside onset..offset 17581039..17581055") in msg
+    fixes = tmp_path / "fixes.csv"
+    fixes.write_text("id,corpus,subject,clip,field,old,new,source,reason\n"
+                     "t-1,smic,s20,s20_ne_01,apex,17581100,17581046,test,test\n")
+    clips = ingest("smic", {**cfg, "apex_sheet": str(bad), "extra_fixes": [str(fixes)]}, 1,
+                   "midpoint")
+    c = next(c for c in clips if c.clip_id == "s20_ne_01")
+    assert (c.apex, c.apex_source, c.fixes) == (17581046, "estimated", ["t-1"])
+
+    ws.cell(3, 6).value = None  # a row without apex
+    wb.save(bad)
+    msg = error_of(ingest, "smic", {**cfg, "apex_sheet": str(bad)}, 1, "midpoint")
+    assert f"{bad}: apex sheet has bad rows: row 3 ('20', 's20_ne_02')" in msg
+    ws.cell(1, 6).value = "apex"
+    wb.save(bad)
+    assert "apex sheet lacks columns ['apex_frame']" in error_of(
+        ingest, "smic", {**cfg, "apex_sheet": str(bad)}, 1, "midpoint")
+    assert "apex sheet not found" in error_of(
+        ingest, "smic", {**cfg, "apex_sheet": "no_such.xlsx"}, 1, "midpoint")
 
 
 def test_long_release_vis_sheet_and_errors(long_root, tmp_path):
-    root = build_long_tree(tmp_path / "vis", e_rows("VIS"), "SMIC_VIS_E")
+    root = build_long_tree(tmp_path / "vis", e_long_spans("VIS"), "SMIC_VIS_E")
     vis = {**LONG, "root": str(root), "modality": "VIS", "corpus": "smic_e"}
     clips = ingest("smic_e_vis", vis, 1, "midpoint")
-    assert len(clips) == 71 and clips[0].fps == 25.0
+    assert len(clips) == 76 and clips[0].fps == 25.0  # 71 rows + 5 second intervals
     assert collections.Counter(c.emotion for c in clips) == {
-        "positive": 28, "negative": 23, "surprise": 20}
+        "positive": 28, "negative": 26, "surprise": 22}
 
     gone = root / "SMIC_VIS_E/s14/s14_ne_02"
     shutil.rmtree(gone)

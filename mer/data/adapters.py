@@ -65,6 +65,10 @@ class Annotation:
     # set only when the adapter, not the sheet, chose ``apex`` (e.g. 'frame5': the 5th frame of a
     # macro-expression standing in for its apex); becomes the manifest's apex_source
     apex_source: str = ""
+    # the clip's annotations on vocabularies other than the adapter's emotion vocabulary, as
+    # (vocabulary, cell) pairs, e.g. (('casme2_objective', '3'),): schemes over such a vocabulary
+    # label the clip from that cell instead of the emotion (CASME II's objective classes)
+    extra_labels: tuple[tuple[str, str], ...] = ()
 
 
 def cell_text(value: Any) -> str:

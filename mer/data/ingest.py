@@ -17,6 +17,7 @@ An apex outside onset..offset is an error under both (it is wrong, not missing).
 from __future__ import annotations
 
 import collections
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -38,6 +39,9 @@ class _Context:
     vocabulary: Vocabulary
     schemes: list[LabelScheme]
     apex_policy: str
+    # vocabularies of the annotations' ``extra_labels`` (in first-seen order) and their schemes
+    extra: dict[str, tuple[Vocabulary, list[LabelScheme]]] = dataclasses.field(
+        default_factory=dict)
 
 
 def _frame_number(text: str) -> int | None:
@@ -103,6 +107,8 @@ def _resolve(ctx: _Context, raw: Annotation, ann: Annotation,
         aus = []
         problems.append(Problem(cid, where, str(exc), fix_hint))
 
+    labels = {s.name: s.label(emotion) if emotion else "" for s in ctx.schemes}
+    labels.update(_extra_labels(ctx, ann, cid, where, problems))
     frames = [a.frame_name(ann.subject, ann.clip, n) for n in range(onset, offset + 1)]
     clip = Clip(
         clip_id=cid, corpus=a.corpus, subject=ann.subject, clip=ann.clip,
@@ -111,9 +117,28 @@ def _resolve(ctx: _Context, raw: Annotation, ann: Annotation,
         apex_source=apex_source,
         apex_index=(apex - onset) if apex is not None and onset <= apex <= offset else 0,
         aus=aus, aus_raw=raw.aus, emotion_raw=raw.emotion, emotion=emotion or "",
-        fps=a.fps, labels={s.name: s.label(emotion) if emotion else "" for s in ctx.schemes},
+        fps=a.fps, labels=labels,
         fixes=fixes)
     return clip, problems
+
+
+def _extra_labels(ctx: _Context, ann: Annotation, cid: str, where: str,
+                  problems: list[Problem]) -> dict[str, str]:
+    """Labels of the schemes over ``ann.extra_labels``' vocabularies; a missing or unknown cell
+    is a problem (appended), as an unknown emotion is."""
+    cells = dict(ann.extra_labels)
+    labels: dict[str, str] = {}
+    for name, (vocab, schemes) in ctx.extra.items():
+        raw = cells.get(name, "")
+        value = vocab.normalise(raw) if raw else None
+        if value is None:
+            what = f"unknown {name} value '{raw}'" if raw else f"no {name} annotation"
+            problems.append(Problem(
+                cid, where, f"{what} (known to '{name}': {', '.join(vocab.emotions)})",
+                "correct the cell of the sheet that gives it, or add the spelling to the "
+                "vocabulary's aliases in mer/data/schemes.yaml"))
+        labels.update({s.name: s.label(value) if value else "" for s in schemes})
+    return labels
 
 
 def ingest(name: str, cfg: Mapping[str, Any], workers: int | None = 1,
@@ -134,17 +159,19 @@ def ingest(name: str, cfg: Mapping[str, Any], workers: int | None = 1,
     composite = getattr(adapter, "ingest_composite", None)
     if composite is not None:
         return composite(workers, apex_policy)
-    ctx = _Context(adapter, get_vocabulary(adapter.vocabulary), schemes_for(adapter.vocabulary),
-                   apex_policy)
     adapter.check_layout()
     table = FixTable.load(adapter.corpus, adapter.extra_fixes)
+    rows = adapter.annotations()
+    extra = list(dict.fromkeys(vocab for r in rows for vocab, _ in r.extra_labels))
+    ctx = _Context(adapter, get_vocabulary(adapter.vocabulary), schemes_for(adapter.vocabulary),
+                   apex_policy, {v: (get_vocabulary(v), schemes_for(v)) for v in extra})
 
     clips: list[Clip] = []
     problems: list[Problem] = []
     order: list[str] = []
     first_seen: dict[str, str] = {}
     listed = set(only or ())  # listed clips not yet found in the sheet
-    for raw in adapter.annotations():
+    for raw in rows:
         if only is not None:
             if (raw.subject, raw.clip) not in only:
                 continue

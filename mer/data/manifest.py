@@ -8,13 +8,14 @@ column         meaning
 clip_id        unique within a dataset; also the stem of every per-clip artifact file
 corpus         corpus name (``casme2``, ``synthme``, ...); composite datasets mix several
 subject        subject id as the corpus writes it (text: '01', '006', 's1')
-clip           clip folder name as on disk (``EP02_01f``)
+clip           clip folder name as on disk (``EP02_01f``); SMIC-E's k-th interval: ``<folder>_<k>``
 frame_dir      folder holding the frames, relative to the dataset root
 frames         JSON list of frame file names from onset to offset inclusive, in time order
 onset          frame number of the onset (the corpus's own numbering)
 apex           frame number of the apex (after the apex policy)
 offset         frame number of the offset
 apex_source    ``annotated`` | ``midpoint`` | ``spotted`` | ``frame<N>`` (macro clips: the Nth frame)
+               | ``estimated`` (a third-party apex table, e.g. SMIC's ``apex_sheet``)
 apex_index     position of the apex within ``frames`` (0-based)
 aus            JSON list of parsed action units, e.g. ``["4", "L10"]`` ("?" dropped)
 aus_raw        the sheet's action-unit cell, verbatim

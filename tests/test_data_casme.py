@@ -115,6 +115,11 @@ def test_errors(tree):
     (root / "CASME_A/Section A/sub02/EP07_1/img35.jpg").unlink()
     msg = error_of(ingest, "casme", cfg)
     assert "sub02_EP07_1: " in msg and "1 of 12 onset..offset frames missing: img35.jpg" in msg
+    garbage = root / "CASME_B/Section B/sub12/EP08_2/EP08_2-21.jpg"
+    garbage.unlink()  # frames are hard links of one file: replace, do not overwrite in place
+    garbage.write_bytes(b"not a jpeg at all")
+    msg = error_of(ingest, "casme", cfg)
+    assert f"sub12_EP08_2: {garbage}: frame cannot be decoded as an image" in msg
 
     sheet = root / cfg["sections"][0]["sheet"]
     df = pd.read_excel(sheet).rename(columns={"Emotion": "Feeling"})

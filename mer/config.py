@@ -9,7 +9,7 @@ schema here (OmegaConf structured configs, the Hydra idiom): an unknown key or a
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Type, TypeVar
 
@@ -54,17 +54,6 @@ def check_keys(section: Any, schema: type, where: str, source: str | Path = PARA
                 f"valid keys are: {', '.join(sorted(names))}"
             raise MerError(f"unknown key '{dotted(key)}'", source, hint)
     return dict(section)
-
-
-def as_dict(obj: Any) -> Any:
-    """A validated dataclass back to plain dicts/lists (for logging and provenance)."""
-    if is_dataclass(obj):
-        return {f.name: as_dict(getattr(obj, f.name)) for f in fields(obj)}
-    if isinstance(obj, (list, tuple)):
-        return [as_dict(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: as_dict(v) for k, v in obj.items()}
-    return obj
 
 
 @dataclass

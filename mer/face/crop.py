@@ -112,6 +112,10 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
+class NoFaceError(MerError):
+    """No face on a clip's onset frame: the one crop failure ``crop.skip_no_face`` may turn into a skip."""
+
+
 def read_rgb(path: Path, clip_name: str) -> np.ndarray:
     """Read an image file as ``(H, W, 3)`` uint8 RGB (gray frames are expanded to three channels)."""
     path = Path(path)
@@ -150,7 +154,7 @@ def crop_clip(frame_paths: list[Path], params: CropParams, clip_name: str) -> di
     onset = read_rgb(paths[0], clip_name)  # (H, W, 3) uint8
     face = find_face(onset, params)
     if face is None:
-        raise MerError(
+        raise NoFaceError(
             "no face found on the onset frame", f"{clip_name} ({paths[0]})",
             "check that the frame shows a frontal face; for faces under ~80 px set crop.upsample: 1;"
             " or set crop.skip_no_face: true to record the clip as skipped")

@@ -10,7 +10,7 @@ import numpy as np
 from mer import artifacts
 from mer.data.manifest import Clip, read_manifest
 from mer.errors import MerError
-from mer.face.crop import CropParams, crop_clip
+from mer.face.crop import CropParams, NoFaceError, crop_clip
 from mer.io import atomic_path, save_npz
 from mer.parallel import map_clips
 
@@ -26,8 +26,8 @@ class _Job:
 def _crop_one(job: _Job) -> dict:
     try:
         result = crop_clip(job.clip.frame_paths(job.root), job.params, job.clip.clip_id)
-    except MerError as exc:
-        if job.params.skip_no_face and "no face" in exc.what:
+    except NoFaceError as exc:
+        if job.params.skip_no_face:
             return {"clip_id": job.clip.clip_id, "status": f"skipped: {exc.what}"}
         raise
     save_npz(job.out / f"{job.clip.clip_id}.npz", compress=False,

@@ -24,6 +24,9 @@ KINDS: dict[str, str] = {
     "crop": "data/interim/{dataset}/crop",
     "tim": "data/interim/{dataset}/tim",        # one sub-folder per length: tim/16, tim/64
     "lbptop": "data/features/{dataset}/lbptop",
+    "magnify": "data/interim/{dataset}/magnify",  # onset/apex/offset (or every frame), magnified
+    "flow": "data/interim/{dataset}/flow",        # TV-L1 u, v, strain, magnitude per frame pair
+    "graph": "data/features/{dataset}/graph",     # landmark-graph node features of the key frames
 }
 
 

@@ -21,7 +21,9 @@ def _params(args) -> dict:
 
 # stage name -> the module whose run(params[, dataset]) is the stage's body
 STAGES = {"synthesize": "mer.synth.stage", "ingest": "mer.data.stage", "crop": "mer.face.stage",
-          "tim": "mer.temporal.stage", "lbptop": "mer.features.stage"}
+          "tim": "mer.temporal.stage", "lbptop": "mer.features.stage",
+          "magnify": "mer.motion.magnify", "flow": "mer.motion.flow_stage",
+          "graph": "mer.features.graph_stage"}
 
 
 def _stage(name: str):
@@ -97,12 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="params file (default: params.yaml)")
     sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
 
-    sub.add_parser("synthesize", help="build the SynthME corpus into data/raw/synthme").set_defaults(
-        fn=_stage("synthesize"))
+    p = sub.add_parser("synthesize", help="build a SynthME corpus into data/raw/<name>")
+    p.add_argument("dataset", nargs="?", default="synthme", metavar="name",
+                   help="synthme (default) or a key of params synthesize.variants")
+    p.set_defaults(fn=_stage("synthesize"))
     for name, text in (("ingest", "read and validate a corpus; write its manifest"),
                        ("crop", "detect, align and crop faces with 68 landmarks per frame"),
                        ("tim", "temporal interpolation (TIM) to each of tim.lengths frames"),
-                       ("lbptop", "LBP-TOP grid features of the TIM clips")):
+                       ("lbptop", "LBP-TOP grid features of the TIM clips"),
+                       ("magnify", "motion magnification (EVM or MagNet) of the key frames"),
+                       ("flow", "TV-L1 optical flow and optical strain between key frames"),
+                       ("graph", "landmark-graph node features of the magnified key frames")):
         p = sub.add_parser(name, help=text)
         p.add_argument("dataset", help="a dataset name of params 'data'")
         p.set_defaults(fn=_stage(name))

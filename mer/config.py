@@ -64,8 +64,10 @@ class EvalParams:
     protocol: str = "loso"            # a name in mer.eval.protocols.PROTOCOLS
     scheme: str = "casme2_5class"     # a label scheme of mer.data.schemes
     k: int = 5                        # folds of the subject_kfold protocol
-    source: str = ""                  # cross_database: training corpus
-    target: str = ""                  # cross_database: test corpus (its labels are never used)
+    schemes: dict[str, str] = field(default_factory=dict)  # per-dataset scheme (else `scheme`)
+    experiments: list[str] = field(default_factory=list)    # cdmer: 'source->target' datasets
+    aliases: dict[str, str] = field(default_factory=dict)   # dataset -> short name in reports (H, C)
+    oracle: bool = False              # cdmer: also run the oracle variant (selection on target labels)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     permutation_control: bool = True  # rerun with permuted labels: must stay at chance
     executor: str = "serial"          # serial | process: how folds run
@@ -78,6 +80,7 @@ class Params:
     seed: int = 0
     workers: int = 0                  # per-clip worker processes (0 = one per core)
     datasets: list[str] = field(default_factory=lambda: ["synthme"])
+    synthetic: list[str] = field(default_factory=list)        # SynthME corpora `synthesize` builds
     methods: list[str] = field(default_factory=lambda: ["lbptop_svm"])
     data: dict[str, Any] = field(default_factory=dict)        # mer.data adapters
     synthesize: dict[str, Any] = field(default_factory=dict)  # mer.synth.SynthParams
@@ -85,6 +88,9 @@ class Params:
     crop: dict[str, Any] = field(default_factory=dict)        # mer.face.crop.CropParams
     tim: dict[str, Any] = field(default_factory=dict)         # mer.temporal.stage.TimParams
     lbptop: dict[str, Any] = field(default_factory=dict)      # mer.features.stage.LbpTopParams
+    magnify: dict[str, Any] = field(default_factory=dict)     # mer.motion.magnify.MagnifyParams
+    flow: dict[str, Any] = field(default_factory=dict)        # mer.motion.flow.FlowParams
+    graph: dict[str, Any] = field(default_factory=dict)       # mer.features.graph_stage.GraphParams
     eval: dict[str, Any] = field(default_factory=dict)        # EvalParams
     models: dict[str, Any] = field(default_factory=dict)      # one block per registered method
 

@@ -30,6 +30,6 @@ def about(where: str | Path) -> Iterator[None]:
     """Name ``where`` in any MerError raised inside (kernels do not know which clip they see)."""
     try:
         yield
-    except MerError as exc:
-        raise MerError(exc.what, where if exc.where is None else f"{where}: {exc.where}",
-                       exc.fix) from None
+    except MerError as exc:  # same type, so callers can still tell e.g. a missing face apart
+        raise type(exc)(exc.what, where if exc.where is None else f"{where}: {exc.where}",
+                        exc.fix) from None

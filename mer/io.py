@@ -55,7 +55,9 @@ def npz_bytes(arrays: dict[str, np.ndarray], compress: bool = True) -> bytes:
     with zipfile.ZipFile(buf, "w", compression=method) as zf:
         for name in sorted(arrays):
             member = io.BytesIO()
-            np.lib.format.write_array(member, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+            # np.require keeps a 0-d scalar 0-d (np.ascontiguousarray would make it (1,))
+            np.lib.format.write_array(member, np.require(arrays[name], requirements='C'),
+                                      allow_pickle=False)
             info = zipfile.ZipInfo(f"{name}.npy", date_time=_EPOCH)
             info.compress_type = method
             info.external_attr = 0o644 << 16

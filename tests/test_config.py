@@ -19,6 +19,14 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
+def stage_schemas() -> dict:
+    """The params dataclasses of the motion and graph stages, by section."""
+    from mer.features.graph_stage import GraphParams
+    from mer.motion.flow import FlowParams
+    from mer.motion.magnify import MagnifyParams
+    return {"magnify": MagnifyParams, "flow": FlowParams, "graph": GraphParams}
+
+
 def check_sections(params: dict) -> None:
     """Every section validates against its owner's schema (as the stages will)."""
     from mer.face.crop import CropParams
@@ -32,6 +40,8 @@ def check_sections(params: dict) -> None:
     validate(params["lbptop"], LbpTopParams, "lbptop")
     CropParams.from_dict(params["crop"])
     SynthParams.from_dict(params["synthesize"])
+    for key, schema in stage_schemas().items():
+        validate(params[key], schema, key)
     for method in params["methods"]:
         build(method, params["models"][method])
 
@@ -41,11 +51,12 @@ def test_committed_params_equal_the_default_composition():
         "params.yaml is stale: run `python -m mer params --write`"
 
 
-@pytest.mark.parametrize("group", ["dataset", "model", "profile"])
+@pytest.mark.parametrize("group", ["dataset", "model", "profile", "experiment"])
 def test_every_group_option_composes_and_validates(group):
     assert options(group), f"conf/{group} is empty"
+    prefix = "+" if group == "experiment" else ""   # experiments are optional: -S +experiment=...
     for option in options(group):
-        params = yaml.safe_load(compose_params([f"{group}={option}"], conf_dir=CONF))
+        params = yaml.safe_load(compose_params([f"{prefix}{group}={option}"], conf_dir=CONF))
         check_sections(params)
         for dataset in params["datasets"]:
             assert dataset in params["data"], f"{group}={option}: no data.{dataset} block"
@@ -76,8 +87,9 @@ def test_dvc_stage_list_resolves_every_stage():
                          text=True, check=True).stdout
     stages = {line.split()[0] for line in out.splitlines() if line.strip()}
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    expected = {"synthesize", "report"}
-    expected |= {f"{s}@{d}" for s in ("ingest", "crop", "tim", "lbptop") for d in params["datasets"]}
+    expected = {"report"} | {f"synthesize@{c}" for c in params["synthetic"]}
+    expected |= {f"{s}@{d}" for s in ("ingest", "crop", "tim", "lbptop", "magnify", "flow", "graph")
+                 for d in params["datasets"]}
     expected |= {f"train@{m}" for m in params["methods"]}
     assert expected <= stages, f"missing stages: {expected - stages}"
 
@@ -95,7 +107,7 @@ def test_conf_restates_the_schema_defaults():
     assert base["synthesize"] == plain(SynthParams().to_dict())
     assert base["crop"] == plain(asdict(CropParams()))
     for key, schema in (("ingest", IngestParams), ("tim", TimParams), ("lbptop", LbpTopParams),
-                        ("eval", EvalParams)):
+                        ("eval", EvalParams), *stage_schemas().items()):
         assert base[key] == plain(asdict(schema())), key
     for option in options("model"):
         section = yaml.safe_load((CONF / "model" / f"{option}.yaml").read_text()).get("models", {})

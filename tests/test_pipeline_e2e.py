@@ -34,7 +34,7 @@ def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("project")
-    for name in ("dvc.yaml", "stages", "conf", "mer"):
+    for name in ("dvc.yaml", "stages", "conf", "mer", "results"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(
             src, work / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if src.is_dir() else {}))
@@ -57,6 +57,10 @@ def test_repro_writes_metrics_and_summary(project):
     assert all(f"| {m} |" in summary for m in params["methods"])
     manifest = project / "data/interim/synthme/manifest.csv"
     assert manifest.exists() and len(manifest.read_text().splitlines()) == 1 + 3 * 4
+    for folder in ("interim/synthme/magnify", "interim/synthme/flow", "features/synthme/graph"):
+        index = (project / "data" / folder / "index.csv").read_text().splitlines()
+        assert len(index) == 1 + 3 * 4 and all(line.endswith(",ok") for line in index[1:]), folder
+    assert (project / "reports/tgsr/salient_regions_mean.png").stat().st_size > 0
 
 
 def test_second_repro_is_a_fast_no_op(project):

@@ -35,14 +35,42 @@ def test_subject_kfold_is_seeded_and_disjoint():
         make_folds("subject_kfold", table, k=11)
 
 
-def test_cross_database_and_leave_one_dataset_out():
+def test_cdmer_one_fold_per_experiment_keyed_by_dataset():
+    table = clips({"smic": {"s1": 2, "s2": 1}})
+    table["dataset"] = ["hs", "hs", "hs"]
+    vis = clips({"smic": {"s1": 2}})
+    vis["dataset"] = "vis"
+    table = pd.concat([table, vis], ignore_index=True)
+    # HS and VIS filmed the same people: subject smic/s1 is on both sides, by design
+    hv, vh = make_folds("cdmer", table, experiments=["hs->vis", "vis -> hs"])
+    assert (hv.name, vh.name) == ("hs->vis", "vis->hs")
+    assert hv.train.tolist() == [0, 1, 2] and hv.test.tolist() == [3, 4]
+    assert vh.train.tolist() == [3, 4] and vh.test.tolist() == [0, 1, 2]
+    with pytest.raises(MerError, match="target 'nir'"):
+        make_folds("cdmer", table, experiments=["hs->nir"])
+    for bad in (["hs"], ["hs->hs"], []):
+        with pytest.raises(MerError, match="experiment|eval.experiments"):
+            make_folds("cdmer", table, experiments=bad)
+
+
+def test_leave_one_dataset_out():
     table = clips({"hs": {"s1": 2, "s2": 1}, "vis": {"s1": 2}})
-    (fold,) = make_folds("cross_database", table, source="hs", target="vis")
-    assert fold.train.tolist() == [0, 1, 2] and fold.test.tolist() == [3, 4]
     lodo = make_folds("leave_one_dataset_out", table)
     assert [f.name for f in lodo] == ["hs", "vis"]
-    with pytest.raises(MerError, match="target 'nir'"):
-        make_folds("cross_database", table, source="hs", target="nir")
+
+
+def test_a_leaking_protocol_is_caught():
+    from mer.eval import protocols
+    from mer.eval.protocols import Fold, register_protocol
+
+    @register_protocol("_leaky")
+    def leaky(table, **_):
+        return [Fold("x", np.array([0]), np.array([1]), ("a/s1",))]
+    try:
+        with pytest.raises(AssertionError, match="both train and test"):
+            make_folds("_leaky", clips({"a": {"s1": 2}}))
+    finally:
+        protocols.PROTOCOLS.pop("_leaky")
 
 
 def test_unknown_protocol_names_the_choices():

@@ -48,14 +48,15 @@ def test_lbptop_svm_learns_and_control_stays_at_chance(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     fake_dataset(tmp_path)
     m = train("lbptop_svm", params(), tmp_path / "models/lbptop_svm", tmp_path / "metrics/lbptop_svm.json")
-    assert m["n_clips"] == 80 and m["n_folds"] == 8 and m["n_seeds"] == 2
+    assert m["n_clips"] == 80 and m["n_folds"] == 8
+    assert m["n_seeds"] == 1                      # deterministic: one repeat, not eval.seeds' two
     assert m["pooled"]["uf1"] > 0.8
     assert m["control"]["permuted_labels"]["uf1"] < 0.4
     assert set(m["folds"]) == {f"fake/{s:02d}" for s in range(8)}
     on_disk = json.loads((tmp_path / "metrics/lbptop_svm.json").read_text())
     assert on_disk["pooled"] == m["pooled"]
     pred = pd.read_csv(tmp_path / "models/lbptop_svm/predictions.csv", dtype={"subject": str})
-    assert len(pred) == 80 * 2
+    assert len(pred) == 80
     assert np.allclose(pred[[f"p_{c}" for c in CLASSES]].sum(axis=1), 1, atol=1e-4)
     folds = pd.read_csv(tmp_path / "models/lbptop_svm/folds.csv")
     assert folds["n_test"].sum() == 80

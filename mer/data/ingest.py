@@ -8,7 +8,11 @@ naming the clip, the file (frame, or sheet and row) and what to do.
 The apex policy decides what a clip without an annotated apex becomes:
 
 * ``annotated``: it is an error unless a fix-table row supplies the apex;
-* ``midpoint``: its apex is the middle frame ``onset + (offset - onset) // 2``.
+* ``midpoint``: its apex is the middle frame ``onset + (offset - onset) // 2``;
+* ``spotted``: its apex is estimated from motion (:mod:`mer.temporal.apex`) by the crop stage,
+  which has the aligned face frames; the manifest records ``apex_source: spotted`` with the middle
+  frame as a placeholder, and the crop artifact's ``apex_index`` is the spotted apex that every
+  later stage reads.
 
 An apex outside onset..offset is an error under both (it is wrong, not missing).  The manifest's
 ``apex_source`` says which applied to each clip.
@@ -29,7 +33,7 @@ from mer.data.validate import FrameCheck, Problem, check_frames, raise_problems
 from mer.errors import MerError
 from mer.parallel import map_clips
 
-APEX_POLICIES = ("annotated", "midpoint")
+APEX_POLICIES = ("annotated", "midpoint", "spotted")
 NO_APEX = frozenset({"", "/", "-", "--", "n/a", "na", "none", "nan"})  # cells meaning "no apex"
 
 
@@ -83,13 +87,13 @@ def _resolve(ctx: _Context, raw: Annotation, ann: Annotation,
             problems.append(Problem(cid, where, f"apex {apex} is outside onset..offset "
                                     f"{onset}..{offset}", fix_hint))
     elif ann.apex.lower() in NO_APEX:
-        apex_source = "midpoint"
+        apex_source = "spotted" if ctx.apex_policy == "spotted" else "midpoint"
         apex = onset + (offset - onset) // 2
         if ctx.apex_policy == "annotated":
             problems.append(Problem(
                 cid, where, f"no apex annotated (ApexFrame '{ann.apex}')",
                 "add a fix-table row giving the apex (source and reason), or set "
-                "ingest.apex_policy: midpoint to use the middle frame"))
+                "ingest.apex_policy: midpoint (the middle frame) or spotted (estimated from motion)"))
     else:
         apex_source = "annotated"
         problems.append(Problem(cid, where, f"apex '{ann.apex}' is not a frame number", fix_hint))

@@ -15,7 +15,7 @@ from mer.data.manifest import write_manifest
 class IngestParams:
     """``ingest``: what a missing apex becomes (``annotated`` makes it an error unless fixed)."""
 
-    apex_policy: str = "annotated"   # annotated | midpoint
+    apex_policy: str = "annotated"   # annotated | midpoint | spotted
 
 
 def run(params: dict, dataset: str) -> Path:

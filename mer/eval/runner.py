@@ -3,10 +3,14 @@
 Rules enforced here rather than trusted to each method (see ARCHITECTURE.md, Evaluation rules):
 
 * a new model per fold and seed, fitted on the training subjects only;
-* test samples reach ``predict_proba`` with ``y = None``;
-* primary metrics are computed on predictions pooled over folds; fold means are secondary;
-* every seed is a full repeat; the label-permutation control reruns the identical loop on labels
-  shuffled across the corpus, and must land at chance.
+* test samples reach ``predict_proba`` (and a transductive method's ``fit``) with ``y = None``;
+* primary metrics are computed on predictions pooled over folds; fold means are secondary; under
+  the cross-database protocol (cdmer) each experiment is scored on its own, keyed by its name;
+* every seed is a full repeat (a method that declares itself deterministic runs once); the
+  label-permutation control reruns the identical loop on labels shuffled within each dataset, and
+  must land at chance;
+* hyper-parameters chosen on target labels (the TGSR paper's search) exist only as the separately
+  recorded oracle variant (``eval.oracle``), never in the primary numbers.
 """
 
 from __future__ import annotations
@@ -33,15 +37,37 @@ from mer.parallel import map_clips
 METRIC_NAMES = ("accuracy", "uf1", "uar")
 
 
-def load_samples(datasets: list[str], scheme: str, inputs: tuple[str, ...]) -> tuple[Samples, int]:
-    """Clips of ``datasets`` labelled under ``scheme`` whose ``inputs`` exist; and #skipped clips.
+def dataset_schemes(datasets: list[str], scheme: str, schemes: dict[str, str] | None = None
+                    ) -> dict[str, str]:
+    """The label scheme of each dataset: ``schemes[dataset]``, else ``scheme``.
+
+    Corpora name emotions differently (CASME II's 'happiness' is SMIC's 'positive'), so a protocol
+    across corpora maps each through its own scheme onto one shared class list; the class lists
+    must then be identical, in the same order.
+    """
+    chosen = {d: (schemes or {}).get(d, scheme) for d in datasets}
+    reference = get_scheme(chosen[datasets[0]]).classes
+    for d, s in chosen.items():
+        if get_scheme(s).classes != reference:
+            raise MerError(f"scheme '{s}' of dataset '{d}' has classes {get_scheme(s).classes}, but "
+                           f"'{chosen[datasets[0]]}' of '{datasets[0]}' has {reference}",
+                           "params.yaml", "give every dataset in eval.schemes a scheme with the same "
+                           "classes")
+    return chosen
+
+
+def load_samples(datasets: list[str], scheme: str, inputs: tuple[str, ...],
+                 schemes: dict[str, str] | None = None) -> tuple[Samples, int]:
+    """Clips of ``datasets`` labelled under their scheme whose ``inputs`` exist; and #skipped clips.
 
     A clip the scheme drops is not a sample.  A clip that a preprocessing stage recorded as skipped
     (``index.csv`` status) is left out and counted; a missing artifact is an error.
     """
-    classes = get_scheme(scheme).classes
+    per_dataset = dataset_schemes(datasets, scheme, schemes)
+    classes = get_scheme(per_dataset[datasets[0]]).classes
     rows, paths, skipped = [], {k: [] for k in inputs}, 0
     for dataset in datasets:
+        scheme = per_dataset[dataset]
         manifest = artifacts.manifest_path(dataset)
         if not manifest.exists():
             raise MerError("manifest not found", manifest, f"run: dvc repro ingest@{dataset}")
@@ -92,30 +118,58 @@ class Task:
     fold_index: int
 
 
-def run_task(task: Task) -> np.ndarray:
-    """Fit a fresh model on the fold's training clips; (n_test, n_classes) probabilities."""
+def _fitted(task: Task):
+    """A fresh model fitted on the fold's training clips, and the fold's test clips (no labels).
+
+    A transductive method (``transductive = True``, e.g. TGSR's MMD term) also receives the test
+    clips at fit time, with their labels hidden like at prediction time.
+    """
     model = build(task.method, task.section)
     rng = np.random.default_rng([task.seed, task.fold_index])
-    model.fit(task.samples.subset(task.fold.train), rng)
+    train = task.samples.subset(task.fold.train)
     test = task.samples.subset(task.fold.test, hide_labels=True)
-    proba = np.asarray(model.predict_proba(test), float)
-    if proba.shape != (len(test), len(task.samples.classes)):
-        raise AssertionError(f"{task.method}.predict_proba returned {proba.shape}, expected "
-                             f"{(len(test), len(task.samples.classes))}")
+    if getattr(model, "transductive", False):
+        model.fit(train, rng, unlabeled=test)
+    else:
+        model.fit(train, rng)
+    return model, train, test
+
+
+def _check_proba(method: str, proba: np.ndarray, n: int, k: int) -> np.ndarray:
+    proba = np.asarray(proba, float)
+    if proba.shape != (n, k):
+        raise AssertionError(f"{method}.predict_proba returned {proba.shape}, expected {(n, k)}")
     return proba
 
 
-def predict_all(method: str, section: dict, samples: Samples, folds: list[Fold], seed: int,
-                executor: str) -> pd.DataFrame:
-    """Pooled out-of-fold predictions of one seed: one row per test clip."""
-    tasks = [Task(method, section, samples, f, seed, i) for i, f in enumerate(folds)]
+def run_task(task: Task) -> tuple[np.ndarray, dict | None]:
+    """(n_test, n_classes) probabilities, and the fitted model's ``explain()`` if it has one."""
+    model, _, test = _fitted(task)
+    proba = _check_proba(task.method, model.predict_proba(test), len(test), len(task.samples.classes))
+    return proba, (model.explain() if hasattr(model, "explain") else None)
+
+
+def _workers(executor: str) -> int:
     workers = {"serial": 1, "process": 0}.get(executor)
     if workers is None:
         raise MerError(f"unknown executor '{executor}'", "params.yaml",
                        "set eval.executor to serial or process")
-    probas = map_clips(run_task, tasks, workers=workers, desc=f"{method} seed {seed}", unit="fold")
+    return workers
+
+
+def predict_all(method: str, section: dict, samples: Samples, folds: list[Fold], seed: int,
+                executor: str, explanations: dict | None = None) -> pd.DataFrame:
+    """Pooled out-of-fold predictions of one seed: one row per test clip.
+
+    ``explanations``, when given, receives each fold's ``explain()`` output by fold name.
+    """
+    tasks = [Task(method, section, samples, f, seed, i) for i, f in enumerate(folds)]
+    results = map_clips(run_task, tasks, workers=_workers(executor), desc=f"{method} seed {seed}",
+                        unit="fold")
     frames = []
-    for fold, proba in zip(folds, probas):
+    for fold, (proba, explained) in zip(folds, results):
+        if explanations is not None and explained is not None:
+            explanations[fold.name] = explained
         part = samples.meta.iloc[fold.test].reset_index(drop=True).copy()
         part.insert(0, "fold", fold.name)
         part.insert(0, "seed", seed)
@@ -159,37 +213,136 @@ def summarise(pred: pd.DataFrame, control: pd.DataFrame | None, classes: list[st
     return out
 
 
-def train(method: str, params: dict, out_dir: Path, metrics_path: Path) -> dict:
+def oracle_task(task: Task) -> dict:
+    """The oracle variant of one cross-database experiment: every point of the method's own grid,
+    scored on the target's labels, and the best kept (macro F1, then accuracy; ties to the first).
+
+    This is how the TGSR paper chose its hyper-parameters.  It runs only under the explicitly named
+    variant (``eval.oracle``), its numbers are recorded apart from the label-free ones with
+    ``"selection": "oracle"``, and the labels reach this function, never the method.
+    """
+    model = build(task.method, task.section)
+    train = task.samples.subset(task.fold.train)
+    test = task.samples.subset(task.fold.test, hide_labels=True)
+    truth = task.samples.y[task.fold.test]
+    k = len(task.samples.classes)
+    best, n_points = None, 0
+    for point, proba in model.oracle_path(train, test):
+        n_points += 1
+        s = scores(truth, _check_proba(task.method, proba, len(test), k).argmax(1), k)
+        if best is None or (s["uf1"], s["accuracy"]) > (best[1]["uf1"], best[1]["accuracy"]):
+            best = (point, s)
+    if best is None:
+        raise AssertionError(f"{task.method}.oracle_path yielded no grid point")
+    return {**{m: round(float(best[1][m]), 4) for m in METRIC_NAMES},
+            "selected": best[0], "grid_points": n_points}
+
+
+def _experiment_scores(pred: pd.DataFrame, classes: list[str], aliases: dict[str, str]) -> dict:
+    """cdmer: scores of each experiment (mean over seeds), keyed by the experiment's name."""
+    out = {}
+    for name, g in pred.groupby("fold", sort=False):
+        per_seed = pd.DataFrame([_scores(gs, classes) for _, gs in g.groupby("seed")])
+        source, target = name.split("->")
+        out[name] = {"source": source, "target": target,
+                     "short": f"{aliases.get(source, source)}->{aliases.get(target, target)}",
+                     **{m: round(float(per_seed[m].mean()), 4) for m in METRIC_NAMES},
+                     "n_test": int(len(g) // g["seed"].nunique())}
+    return out
+
+
+def summarise_experiments(pred: pd.DataFrame, control: pd.DataFrame | None, classes: list[str],
+                          aliases: dict[str, str]) -> dict:
+    """metrics JSON of the cdmer protocol: each experiment on its own, and their mean.
+
+    Experiments are separate problems (other source, other target), so their predictions are not
+    pooled; the mean over experiments is what the TGSR paper's tables average too.
+    """
+    experiments = _experiment_scores(pred, classes, aliases)
+    out: dict[str, Any] = {
+        "experiments": experiments,
+        "mean": {m: round(float(np.mean([e[m] for e in experiments.values()])), 4)
+                 for m in METRIC_NAMES}}
+    if control is not None:
+        ctl = _experiment_scores(control, classes, aliases)
+        out["control"] = {"permuted_labels": {m: round(float(np.mean([e[m] for e in ctl.values()])), 4)
+                                              for m in METRIC_NAMES},
+                          "experiments": {n: e["uf1"] for n, e in ctl.items()}}
+    return out
+
+
+def permuted_labels(samples: Samples, seed: int) -> np.ndarray:
+    """Labels shuffled within each dataset (for one dataset: a plain permutation of all labels)."""
+    rng = np.random.default_rng([seed, 7919])
+    y = samples.y.copy()
+    datasets = samples.meta["dataset"].astype(str).to_numpy()
+    for d in dict.fromkeys(datasets):
+        idx = np.flatnonzero(datasets == d)
+        y[idx] = samples.y[idx[rng.permutation(len(idx))]]
+    return y
+
+
+def _write_figures(method: str, explanations: dict, samples: Samples, out: Path) -> None:
+    """``reports/<method>/``: the method's own figures (``render``), listed in ``README.md``."""
+    cls = get_method(method)
+    with atomic_path(out, is_dir=True) as tmp:
+        made = cls.render(explanations, samples, tmp) if hasattr(cls, "render") and explanations else []
+        lines = [f"# {method}: figures", ""]
+        lines += [f"- [{name}]({name}): {caption}" for name, caption in made] or [
+            f"{method} draws no figures."]
+        (tmp / "README.md").write_text("\n".join(lines) + "\n")
+
+
+def train(method: str, params: dict, out_dir: Path, metrics_path: Path,
+          figures_dir: Path | None = None) -> dict:
     """Run ``method`` under ``params['eval']``; write predictions, folds, metrics; return metrics.
 
     ``out_dir`` receives ``predictions.csv`` (seed, fold, clip, subject, true, predicted, one
     probability column per class), ``folds.csv`` (the test groups of every fold) and
-    ``control_predictions.csv`` (the permutation control); ``metrics_path`` the metrics JSON.
+    ``control_predictions.csv`` (the permutation control); ``metrics_path`` the metrics JSON;
+    ``figures_dir`` (default ``reports/<method>``) the method's figures, if it draws any.
     """
     ev = validate(params.get("eval"), EvalParams, "eval")
     section = (params.get("models") or {}).get(method) or {}
     build(method, section)  # validate hyper-parameters before any work
-    inputs = get_method(method).inputs
-    samples, skipped = load_samples(ev.datasets, ev.scheme, inputs)
+    cls = get_method(method)
+    samples, skipped = load_samples(ev.datasets, ev.scheme, cls.inputs, ev.schemes)
     if len(samples) == 0:
         raise MerError(f"no labelled clips for scheme '{ev.scheme}' in {ev.datasets}", "params.yaml",
                        "check eval.datasets and eval.scheme")
     folds = make_folds(ev.protocol, samples.meta, k=ev.k, seed=params.get("seed", 0),
-                       source=ev.source, target=ev.target)
-    preds = [predict_all(method, section, samples, folds, s, ev.executor) for s in ev.seeds]
+                       experiments=ev.experiments)
+    # a deterministic method gives the same predictions under every seed: one repeat is all there is
+    seeds = ev.seeds[:1] if getattr(cls, "deterministic", False) else ev.seeds
+    explanations: dict = {}
+    preds = [predict_all(method, section, samples, folds, s, ev.executor,
+                         explanations if i == 0 else None) for i, s in enumerate(seeds)]
     pred = pd.concat(preds, ignore_index=True)
     control = None
     if ev.permutation_control:
-        ctl = []
-        for s in ev.seeds:
-            shuffled = samples.with_labels(np.random.default_rng([s, 7919]).permutation(samples.y))
-            ctl.append(predict_all(method, section, shuffled, folds, s, ev.executor))
-        control = pd.concat(ctl, ignore_index=True)
+        control = pd.concat([predict_all(method, section, samples.with_labels(permuted_labels(samples, s)),
+                                         folds, s, ev.executor) for s in seeds], ignore_index=True)
+    cross = ev.protocol == "cdmer"
     metrics = {"method": method, "datasets": ",".join(ev.datasets), "protocol": ev.protocol,
-               "scheme": ev.scheme, "classes": ",".join(samples.classes), "n_clips": len(samples),
-               "n_skipped": skipped, "n_folds": len(folds), "n_seeds": len(ev.seeds),
-               "selection": getattr(get_method(method), "selection", "train-only"),
-               **summarise(pred, control, samples.classes)}
+               "scheme": ",".join(dict.fromkeys(dataset_schemes(ev.datasets, ev.scheme,
+                                                                ev.schemes).values())),
+               "classes": ",".join(samples.classes), "n_clips": len(samples),
+               "n_skipped": skipped, "n_folds": len(folds), "n_seeds": len(seeds),
+               "selection": getattr(cls, "selection", "train-only"),
+               **(summarise_experiments(pred, control, samples.classes, ev.aliases) if cross
+                  else summarise(pred, control, samples.classes))}
+    if ev.oracle:
+        if not cross or not hasattr(cls, "oracle_path"):
+            raise MerError(f"eval.oracle needs protocol cdmer and a method with an oracle search "
+                           f"('{method}' under '{ev.protocol}')", "params.yaml",
+                           "set eval.oracle: false (or -S model=tgsr -S dataset=cdmer)")
+        tasks = [Task(method, section, samples, f, seeds[0], i) for i, f in enumerate(folds)]
+        found = map_clips(oracle_task, tasks, workers=_workers(ev.executor),
+                          desc=f"{method} oracle", unit="experiment")
+        metrics["oracle_variant"] = {
+            "protocol": "cdmer_oracle", "selection": "oracle",
+            "experiments": {f.name: r for f, r in zip(folds, found)},
+            "mean": {m: round(float(np.mean([r[m] for r in found])), 4) for m in METRIC_NAMES}}
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = {"predictions.csv": pred,
               "folds.csv": pd.DataFrame([{"fold": f.name, "test_groups": " ".join(f.test_groups),
@@ -200,5 +353,6 @@ def train(method: str, params: dict, out_dir: Path, metrics_path: Path) -> dict:
     for name, table in tables.items():
         with atomic_path(out_dir / name) as tmp:
             table.to_csv(tmp, index=False, lineterminator="\n")
+    _write_figures(method, explanations, samples, figures_dir or artifacts.REPORTS / method)
     write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
     return metrics

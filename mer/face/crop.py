@@ -38,11 +38,11 @@ import cv2
 import numpy as np
 
 from mer.config import check_keys
-from mer.errors import MerError
+from mer.errors import MerError, about
 from mer.face.align import (BORDERS, canonical_eyes, eye_centres, similarity_from_eyes,
                             transform_points, warp_image)
-from mer.face.landmarks import (detector_names, get_detector, get_landmarker, landmarker_names,
-                                largest_face)
+from mer.face.landmarks import (NoFaceError, detector_names, get_detector, get_landmarker,
+                                landmarker_names, largest_face)
 
 
 @dataclass(frozen=True)
@@ -112,10 +112,6 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
-class NoFaceError(MerError):
-    """No face on a clip's onset frame: the one crop failure ``crop.skip_no_face`` may turn into a skip."""
-
-
 def read_rgb(path: Path, clip_name: str) -> np.ndarray:
     """Read an image file as ``(H, W, 3)`` uint8 RGB (gray frames are expanded to three channels)."""
     path = Path(path)
@@ -152,7 +148,8 @@ def crop_clip(frame_paths: list[Path], params: CropParams, clip_name: str) -> di
         raise MerError("clip has no frames", clip_name, "check the clip's onset and offset frames")
     paths = [Path(p) for p in frame_paths]
     onset = read_rgb(paths[0], clip_name)  # (H, W, 3) uint8
-    face = find_face(onset, params)
+    with about(f"{clip_name} ({paths[0]})"):
+        face = find_face(onset, params)
     if face is None:
         raise NoFaceError(
             "no face found on the onset frame", f"{clip_name} ({paths[0]})",
@@ -172,7 +169,8 @@ def crop_clip(frame_paths: list[Path], params: CropParams, clip_name: str) -> di
             raise MerError(f"frame size {image.shape[1]}x{image.shape[0]} differs from the onset "
                            f"frame's {onset.shape[1]}x{onset.shape[0]}", f"{clip_name} ({path})",
                            "re-extract the clip's frames at one resolution")
-        points = onset_landmarks if i == 0 else landmarker.landmarks(image, box)  # (68, 2)
+        with about(f"{clip_name} ({path})"):   # a landmarker knows no clip: name the frame
+            points = onset_landmarks if i == 0 else landmarker.landmarks(image, box)  # (68, 2)
         landmarks[i] = transform_points(points, matrix)
         frames[i] = warp_image(image, matrix, size, params.border)
     return {"frames": frames, "landmarks": landmarks, "transform": matrix, "box": box}

@@ -28,6 +28,13 @@ import numpy as np
 from mer.errors import MerError
 
 N_LANDMARKS = 68
+# modules holding more back-ends, imported on first use of a registry (they import this module)
+BACKEND_MODULES = ("mer.face.mediapipe_landmarks",)
+
+
+class NoFaceError(MerError):
+    """No face where one was expected (a frame without a detection, or a landmarker that finds no
+    face in its box): the one face failure ``crop.skip_no_face`` may turn into a skip."""
 
 
 class FaceDetector(Protocol):
@@ -71,16 +78,26 @@ def register_landmarker(name: str) -> Callable[[_C], _C]:
     return add
 
 
+@functools.lru_cache(maxsize=None)
+def _import_backends() -> None:
+    import importlib
+    for module in BACKEND_MODULES:
+        importlib.import_module(module)
+
+
 def detector_names() -> list[str]:
+    _import_backends()
     return sorted(_DETECTORS)
 
 
 def landmarker_names() -> list[str]:
+    _import_backends()
     return sorted(_LANDMARKERS)
 
 
 def get_detector(name: str, **options) -> FaceDetector:
     """The process-wide detector ``name`` built with ``options`` (built on first call)."""
+    _import_backends()
     if name not in _DETECTORS:
         raise MerError(f"unknown face detector {name!r}", "params crop.detector",
                        f"use one of: {', '.join(detector_names())}")
@@ -89,6 +106,7 @@ def get_detector(name: str, **options) -> FaceDetector:
 
 def get_landmarker(name: str, **options) -> Landmarker:
     """The process-wide landmarker ``name`` built with ``options`` (built on first call)."""
+    _import_backends()
     if name not in _LANDMARKERS:
         raise MerError(f"unknown landmarker {name!r}", "params crop.landmarker",
                        f"use one of: {', '.join(landmarker_names())}")

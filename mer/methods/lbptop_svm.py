@@ -30,6 +30,7 @@ from mer.methods.registry import Samples, register
 @register("lbptop_svm")
 class LbpTopSVM:
     inputs = ("lbptop",)
+    deterministic = True   # no randomness anywhere: repeating it over seeds would repeat the numbers
 
     @dataclass
     class Params:

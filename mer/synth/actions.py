@@ -23,7 +23,7 @@ import numpy as np
 from mer.synth.emotions import au_number, split_aus
 
 # --- dlib's 68-point layout --------------------------------------------------------------------
-JAW = list(range(0, 17))
+JAW = list(range(17))
 BROW_R, BROW_L = list(range(17, 22)), list(range(22, 27))
 NOSE_BRIDGE, NOSTRILS = list(range(27, 31)), list(range(31, 36))
 EYE_R, EYE_L = list(range(36, 42)), list(range(42, 48))

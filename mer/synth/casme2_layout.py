@@ -16,8 +16,8 @@ from __future__ import annotations
 import datetime
 import io
 import zipfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -25,7 +25,10 @@ from openpyxl import Workbook
 from openpyxl.writer.excel import ExcelWriter
 
 from mer.errors import MerError
-from mer.synth.plan import ClipSpec
+from mer.synth.emotions import COMBOS, EMOTIONS
+from mer.synth.layouts import BadKey, Layout, register_layout
+from mer.synth.params import SynthParams
+from mer.synth.plan import ClipDraft, ClipSpec
 
 RAW_DIR = "CASME2_RAW_selected"
 SHEET_NAME = "CASME2-coding-synthme.xlsx"
@@ -49,13 +52,18 @@ def frame_name(number: int) -> str:
     return f"img{number}.jpg"
 
 
+def as_bgr(frame: np.ndarray) -> np.ndarray:
+    """A gray (H, W) frame as three equal channels (H, W, 3); colour frames unchanged."""
+    return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame
+
+
 def write_frames(frames: Iterable[np.ndarray], folder: Path, quality: int) -> int:
     """Write (H, W, 3) uint8 BGR frames as img1.jpg, img2.jpg, ...; returns how many."""
     folder.mkdir(parents=True, exist_ok=True)
     n = 0
     for n, frame in enumerate(frames, start=1):
         path = folder / frame_name(n)
-        if not cv2.imwrite(str(path), frame, [cv2.IMWRITE_JPEG_QUALITY, int(quality)]):
+        if not cv2.imwrite(str(path), as_bgr(frame), [cv2.IMWRITE_JPEG_QUALITY, int(quality)]):
             raise MerError("cannot write the frame", where=path,
                            fix="check disk space and permissions")
     return n
@@ -106,3 +114,38 @@ def _pin_zip_times(data: bytes) -> bytes:
             pinned.external_attr = 0o644 << 16
             dst.writestr(pinned, src.read(info.filename))
     return out.getvalue()
+
+
+# --- the layout ------------------------------------------------------------------------------
+def _check(params: SynthParams, bad: BadKey) -> None:
+    if params.modality:
+        raise bad("modality", "CASME II has one camera; modality is for layout 'smic'",
+                  "remove it, or set layout: smic")
+    if max(params.subjects()) > 99:
+        key = "subject_numbers" if params.subject_numbers else "n_subjects"
+        raise bad(key, "CASME II folders are subNN (two digits)", "use at most 99")
+
+
+def _order_clips(params: SynthParams, subject: int,
+                 drafts: Sequence[ClipDraft]) -> list[tuple[ClipDraft, str]]:
+    """CASME II names a clip after its elicitation video: EPxx_yy, yy counting per video."""
+    out, seen = [], {}
+    for d in sorted(drafts):  # by episode, then recording order
+        seen[d.episode] = seen.get(d.episode, 0) + 1
+        out.append((d, f"EP{d.episode:02d}_{seen[d.episode]:02d}"))
+    return out
+
+
+def _write_clip(frames: Iterable[np.ndarray], clip: ClipSpec, params: SynthParams,
+                root: Path) -> dict:
+    written = write_frames(frames, clip_dir(root, clip), params.jpeg_quality)
+    return {"Subject": f"{clip.subject:02d}", "Filename": clip.name, "frames": written,
+            "OnsetFrame": clip.onset, "ApexFrame": clip.apex, "OffsetFrame": clip.offset}
+
+
+def _finish(root: Path, clips: Sequence[ClipSpec], params: SynthParams) -> None:
+    write_sheet(Path(root) / SHEET_NAME, clips)
+
+
+LAYOUT = register_layout(Layout("casme2", EMOTIONS, COMBOS, _check, _order_clips, _write_clip,
+                                _finish))

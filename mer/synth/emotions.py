@@ -11,11 +11,20 @@ The table is what makes the 5-class problem learnable: each class moves a differ
 (disgust the brows, happiness the mouth corners and cheeks, repression the chin and lower lip,
 surprise the raised brows, others mostly the eyelids or one-sided movements).  Within a class the
 combination frequencies loosely follow CASME II's sheet.
+
+SMIC (Li et al., 2013) has no AU coding: its three classes come from the elicitation and the
+subjects' reports.  :data:`SMIC_COMBOS` gives each class plausible FACS combinations (positive: the
+cheek raiser and lip corner puller, AU6+12; negative: brow lowering, lid tightening, nose wrinkle,
+upper-lip raise, chin raise, lip corner depression and lip press; surprise: brow raising AU1+2,
+with upper-lid raise AU5 or parted lips AU25 -- AU26, the jaw drop, is not modelled).  Read with
+CASME II's rules, every negative combination is disgust, repression, sadness or fear, every
+positive one happiness and every surprise one surprise (a test checks it), so the CASME II 3-class
+mapping and SMIC's classes agree on what each class looks like.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -33,6 +42,16 @@ COMBOS: dict[str, dict[str, float]] = {
     "fear": {"20": 1, "1+2+4": 1},
     "sadness": {"1": 5, "L1": 1, "R1": 1},
     "others": {"7": 5, "L7": 2, "R7": 2, "L2": 1, "R2": 1, "24": 1, "18": 1, "5": 1, "L5": 1},
+}
+
+
+#: SMIC's classes (folder names) and their AU combinations -> relative frequency within the class
+SMIC_EMOTIONS: tuple[str, ...] = ("negative", "positive", "surprise")
+SMIC_COMBOS: dict[str, dict[str, float]] = {
+    "positive": {"12": 6, "6+12": 6, "L12": 2, "R12": 2, "6+7+12": 2, "L6+L12": 1},
+    "negative": {"4+7": 6, "4": 4, "4+9": 3, "4+10": 2, "L10": 1, "9+10": 1, "17": 3, "15+17": 2,
+                 "17+24": 2, "4+24": 1, "15": 1, "1+4": 1},
+    "surprise": {"1+2": 6, "1+2+5": 3, "1+2+25": 2, "1+2+5+25": 1, "L1+L2": 1, "R1+R2": 1},
 }
 
 
@@ -64,13 +83,15 @@ def emotion_for(aus: Iterable[str]) -> str:
     return "others"
 
 
-def class_counts(weights: Mapping[str, float], total: int) -> dict[str, int]:
+def class_counts(weights: Mapping[str, float], total: int,
+                 emotions: Sequence[str] = EMOTIONS) -> dict[str, int]:
     """Split ``total`` clips over emotions in proportion to ``weights`` (largest remainder).
 
     Exact counts (rather than per-clip sampling) keep the imbalance identical for every seed, so
-    a difficulty curve over seeds measures the generator, not the luck of the draw.
+    a difficulty curve over seeds measures the generator, not the luck of the draw.  ``emotions``
+    is the layout's vocabulary; its order breaks ties and orders the result.
     """
-    names = [e for e in EMOTIONS if weights.get(e, 0) > 0]
+    names = [e for e in emotions if weights.get(e, 0) > 0]
     w = np.array([float(weights[e]) for e in names])
     share = w / w.sum() * total
     counts = np.floor(share).astype(int)
@@ -79,9 +100,11 @@ def class_counts(weights: Mapping[str, float], total: int) -> dict[str, int]:
     return {e: int(c) for e, c in zip(names, counts)}
 
 
-def draw_combo(emotion: str, rng: np.random.Generator) -> str:
-    """One AU combination of ``emotion``, drawn with the table's frequencies."""
-    table = COMBOS[emotion]
+def draw_combo(emotion: str, rng: np.random.Generator,
+               combos: Mapping[str, Mapping[str, float]] = COMBOS) -> str:
+    """One AU combination of ``emotion``, drawn with the frequencies of ``combos`` (a layout's
+    table: :data:`COMBOS` for CASME II's emotions, :data:`SMIC_COMBOS` for SMIC's classes)."""
+    table = combos[emotion]
     combos = list(table)
     p = np.array([table[c] for c in combos], dtype=float)
     return combos[int(rng.choice(len(combos), p=p / p.sum()))]

@@ -20,8 +20,17 @@ import cv2
 import numpy as np
 
 from mer.errors import MerError
-from mer.synth.actions import (BROW_L, BROW_R, EYE_L, EYE_R, JAW, MOUTH, NOSTRILS, face_axes,
-                               face_width)
+from mer.synth.actions import (
+    BROW_L,
+    BROW_R,
+    EYE_L,
+    EYE_R,
+    JAW,
+    MOUTH,
+    NOSTRILS,
+    face_axes,
+    face_width,
+)
 from mer.synth.fields import Field, Layer
 from mer.synth.params import SynthParams
 

@@ -9,13 +9,25 @@ Motion is a *backward* warp of the neutral frame: the pixel y of frame t shows t
 at y - d_t(y), with d_t = profile(t) * D + blink(t) * B + drift(t) * head_mask.  D is the apex AU
 field (:mod:`mer.synth.actions`, :mod:`mer.synth.fields`), so no pixel ever moves further than
 the clip's amplitude, and nothing moves outside onset..offset except the distractors.
+
+The camera (params ``gray``, ``gray_weights``, ``blur_sigma``, ``view_yaw_deg``,
+``view_pitch_deg``, ``contrast``, ``gamma``, ``brightness``, ``noise_sigma``) is what
+distinguishes two recordings of the same scene, such as SMIC's HS, VIS and NIR cameras.  Lens blur
+and the monochrome sensor's spectral response are linear, so they are applied once to the neutral
+frame (:func:`camera_view`) rather than to every frame: blurring then warping by a smooth
+sub-pixel field equals warping then blurring up to the field's curvature, far below a gray level.
+A camera off the face's axis sees the face plane in perspective (:func:`view_homography`), applied
+to each frame.  The tone curve (:func:`tone_table`) acts on each frame after the flicker gain, and
+sensor noise comes last, so a flatter tone curve lowers the signal against the noise as a dimmer,
+flatter picture does.  With the defaults every camera step is skipped, and the base corpus's bytes
+do not change.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -31,6 +43,9 @@ from mer.synth.plan import STREAM_RENDER, ClipSpec
 BLINK_SIGMA = 0.04
 #: blink duration range, seconds (a spontaneous blink takes about 100-150 ms)
 BLINK_DURATION_S = (0.10, 0.15)
+#: camera distance, in face widths, for the perspective of an off-axis view (a face ~15 cm wide
+#: filmed from ~1 m)
+VIEW_DISTANCE_FW = 6.0
 #: head drift and flicker frequency ranges, Hz
 DRIFT_HZ = (0.5, 3.0)
 FLICKER_HZ = (1.0, 10.0)
@@ -52,7 +67,7 @@ def temporal_profile(n_frames: int, onset: int, apex: int, offset: int) -> np.nd
 class ClipScene:
     """Everything needed to draw a clip's frames, decided up front (deterministic)."""
 
-    neutral: np.ndarray  # (H, W, 3) float32 BGR
+    neutral: np.ndarray  # (H, W, 3) float32 BGR, or (H, W) for a gray camera (camera_view)
     landmarks: np.ndarray  # (68, 2) neutral-frame landmarks, float64
     face_width: float  # pixels
     amplitude_px: float  # the largest apex displacement of the moving points
@@ -67,6 +82,59 @@ class ClipScene:
     gain: np.ndarray  # (T,) illumination gain per frame
     noise_sigma: float
     noise_seed: list[int]
+    tone: np.ndarray | None = None  # (256,) uint8 tone curve, None when it is the identity
+    view: np.ndarray | None = None  # (3, 3) float64 frontal frame -> camera frame, None: frontal
+
+
+def camera_view(image: np.ndarray, params: SynthParams) -> np.ndarray:
+    """The neutral frame as the camera's optics and sensor see it (see module docstring).
+
+    image: (H, W, 3) float32 BGR.  Returns (H, W, 3) float32, or (H, W) float32 for a gray
+    camera (``gray_weights`` normalised to sum 1, so a gray surface keeps its level).
+    """
+    if params.blur_sigma > 0:
+        image = cv2.GaussianBlur(image, (0, 0), params.blur_sigma,
+                                 borderType=cv2.BORDER_REPLICATE)
+    if params.gray:
+        w = np.asarray(params.gray_weights, np.float32)
+        image = cv2.transform(image, (w / w.sum())[None, :])  # (H, W) float32
+    return image
+
+
+def view_homography(centre: np.ndarray, face_width: float, yaw_deg: float,
+                    pitch_deg: float) -> np.ndarray | None:
+    """(3, 3) homography from the frontal frame to the frame of a camera looking at the face
+    plane (through ``centre``) from ``yaw_deg`` / ``pitch_deg`` off its axis, at
+    :data:`VIEW_DISTANCE_FW` face widths; None for a frontal camera.
+
+    A point at offset (x, y) from the centre, on the plane, is rotated with the plane (pitch
+    about the horizontal axis, then yaw about the vertical one) and projected from distance D:
+    u = D x' / (D + z'), v = D y' / (D + z'), scaled so that the centre keeps its size.  A plane
+    seen by a pinhole camera is a homography, so four points fix it exactly.  The far side of the
+    frame shrinks a little; :func:`render_frames` fills the strip it leaves by mirroring (a plane
+    has no edge to show, and a zoom to hide the strip would change the face size by up to 20 %).
+    """
+    if yaw_deg == 0 and pitch_deg == 0:
+        return None
+    d = VIEW_DISTANCE_FW * face_width
+    a, b = np.radians(yaw_deg), np.radians(pitch_deg)
+    yaw = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    pitch = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    square = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], np.float64) * face_width  # (4, 2)
+    p = np.c_[square, np.zeros(4)] @ (yaw @ pitch).T  # (4, 3) rotated plane points
+    seen = d * p[:, :2] / (d + p[:, 2:3])  # (4, 2) perspective projection
+    return cv2.getPerspectiveTransform((square + centre).astype(np.float32),
+                                       (seen + centre).astype(np.float32))
+
+
+def tone_table(params: SynthParams) -> np.ndarray | None:
+    """(256,) uint8: v -> 255 ((v/255)^gamma - 0.5) contrast + 127.5 + brightness, rounded and
+    clipped; None when contrast, gamma and brightness leave every level as it is."""
+    if params.contrast == 1 and params.gamma == 1 and params.brightness == 0:
+        return None
+    v = np.arange(256) / 255.0
+    out = 255.0 * (v**params.gamma - 0.5) * params.contrast + 127.5 + params.brightness
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def build_scene(source: SourceFace, ident: Identity, clip: ClipSpec,
@@ -75,6 +143,7 @@ def build_scene(source: SourceFace, ident: Identity, clip: ClipSpec,
     rng = np.random.default_rng(clip.seed(params.seed, STREAM_RENDER))
     pose = jitter_pose(ident.pose, params, rng)
     face = render_neutral(source, ident, pose, params)
+    neutral = camera_view(face.image, params)
     lm = face.landmarks
     fw = face_width(lm)
     amp_px = clip.amplitude * fw
@@ -104,18 +173,23 @@ def build_scene(source: SourceFace, ident: Identity, clip: ClipSpec,
     gain = 1 + params.flicker * (0.7 * np.sin(2 * math.pi * f * t + phase)
                                  + 0.3 * rng.uniform(-1, 1, n))
 
-    h, w = face.image.shape[:2]
+    h, w = neutral.shape[:2]
     roi = _motion_roi(lm, points, params.au_spread * fw, (h, w))
     xs = np.arange(roi[1].start, roi[1].stop, dtype=np.float32)
     ys = np.arange(roi[0].start, roi[0].stop, dtype=np.float32)
     return ClipScene(
-        neutral=face.image, landmarks=lm, face_width=fw, amplitude_px=amp_px, motion=motion,
+        neutral=neutral, landmarks=lm, face_width=fw, amplitude_px=amp_px, motion=motion,
         roi=roi, apex_field=motion.on_grid(xs, ys),
         blink_field=None if blink_layer is None else Field((blink_layer,)).on_grid(xs, ys),
         head_mask=_head_mask(lm, xs, ys),
         profile=temporal_profile(n, clip.onset, clip.apex, clip.offset),
         blink=blink, drift=drift, gain=gain, noise_sigma=params.noise_sigma,
-        noise_seed=clip.seed(params.seed, STREAM_RENDER) + [1])
+        # each camera has its own sensor noise (the modality's letters extend the seed; the
+        # base corpus has none, and keeps its seed)
+        noise_seed=clip.seed(params.seed, STREAM_RENDER) + [1, *params.modality.encode()],
+        tone=tone_table(params),
+        view=view_homography(0.5 * (lm.min(0) + lm.max(0)), fw, params.view_yaw_deg,
+                             params.view_pitch_deg))
 
 
 def _head_centre_axes(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
@@ -166,7 +240,7 @@ def _noise_table(sigma: float) -> np.ndarray:
 
 
 def render_frames(scene: ClipScene) -> Iterator[np.ndarray]:
-    """Yield the clip's frames, (H, W, 3) uint8 BGR, in time order.
+    """Yield the clip's frames, (H, W, 3) uint8 BGR (or (H, W) for a gray camera), in time order.
 
     Frames are uint8 from the warp on (the neutral face is rounded once), because every later
     step (gain, noise, JPEG) then runs on OpenCV's saturating 8-bit kernels.
@@ -182,7 +256,7 @@ def render_frames(scene: ClipScene) -> Iterator[np.ndarray]:
         bx, by = (np.ascontiguousarray(scene.blink_field[..., k]) for k in range(2))
     rng = np.random.default_rng(scene.noise_seed)
     table = _noise_table(scene.noise_sigma) if scene.noise_sigma > 0 else None
-    neutral = np.rint(np.clip(scene.neutral, 0, 255)).astype(np.uint8)  # (H, W, 3)
+    neutral = np.rint(np.clip(scene.neutral, 0, 255)).astype(np.uint8)  # (H, W[, 3])
     shape = neutral.shape
     warped = neutral.copy()  # only the roi ever changes
     for i in range(len(scene.profile)):
@@ -199,12 +273,18 @@ def render_frames(scene: ClipScene) -> Iterator[np.ndarray]:
             # bilinear is enough: the neutral face is an upscaled (smooth) image, and it is
             # three to four times faster than bicubic here
             warped[rows, cols] = cv2.remap(neutral, mx, my, cv2.INTER_LINEAR,
-                                           borderMode=cv2.BORDER_REFLECT101)  # (h, w, 3)
+                                           borderMode=cv2.BORDER_REFLECT101)  # (h, w[, 3])
         gain = float(scene.gain[i])
         # convertScaleAbs rounds and saturates (values are never negative here)
         frame = warped if gain == 1 else cv2.convertScaleAbs(warped, alpha=gain)
+        if scene.view is not None:
+            frame = cv2.warpPerspective(frame, scene.view, frame.shape[1::-1],
+                                        flags=cv2.INTER_LINEAR,
+                                        borderMode=cv2.BORDER_REFLECT101)  # (H, W[, 3])
+        if scene.tone is not None:
+            frame = cv2.LUT(frame, scene.tone)  # (H, W[, 3]) uint8
         if table is not None:
             noise = cv2.LUT(np.frombuffer(rng.bytes(int(np.prod(shape))), np.uint8).reshape(shape),
-                            table)  # (H, W, 3) int16
+                            table)  # (H, W[, 3]) int16
             frame = cv2.add(frame, noise, dtype=cv2.CV_8U)  # saturating
         yield frame.copy() if frame is warped else frame

@@ -81,6 +81,15 @@ def cmd_difficulty(args) -> None:
     print(write_curve(rows, args.out, args.method), end="")
 
 
+def cmd_spotting(args) -> None:
+    from mer import artifacts
+    from mer.temporal.apex import evaluate_spotting
+    r = evaluate_spotting(artifacts.artifact_dir("crop", args.dataset))
+    print(f"{args.dataset}: {r['clips']} clips; absolute apex error in frames against the annotated "
+          f"apex: spotted median {r['spotted_median']:g} (mean {r['spotted_mean']:.2f}), midpoint "
+          f"median {r['midpoint_median']:g} (mean {r['midpoint_mean']:.2f})")
+
+
 def cmd_bench(args) -> None:
     try:
         from benchmarks.__main__ import main as bench_main
@@ -135,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "deterministic: one seed gives the same numbers)")
     p.add_argument("--out", type=Path, default=Path("reports/difficulty.md"))
     p.set_defaults(fn=cmd_difficulty)
+    p = sub.add_parser("spotting", help="apex spotting against a corpus's annotated apexes")
+    p.add_argument("dataset", help="a dataset with annotated apexes and crop artifacts (synthme)")
+    p.set_defaults(fn=cmd_spotting)
     p = sub.add_parser("bench", help="run the kernel benchmarks (ours vs reference, one run)")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options passed to the benchmarks")
     p.set_defaults(fn=cmd_bench)

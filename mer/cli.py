@@ -40,8 +40,11 @@ def cmd_train(args) -> None:
     from mer.eval.runner import train
     metrics = train(args.method, _params(args), artifacts.MODELS / args.method,
                     artifacts.METRICS / f"{args.method}.json")
-    pooled = metrics["pooled"]
-    print(f"{args.method}: " + ", ".join(f"{k} {v:.3f}" for k, v in pooled.items()))
+    if "pooled" in metrics:
+        print(f"{args.method}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics["pooled"].items()))
+    else:   # cdmer: experiments are scored one by one, never pooled
+        print(f"{args.method}, mean over {len(metrics['experiments'])} experiments: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in metrics["mean"].items()))
 
 
 def cmd_report(args) -> None:

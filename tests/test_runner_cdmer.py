@@ -144,8 +144,8 @@ def test_oracle_needs_cdmer_and_mismatched_schemes_are_errors(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     fake_corpus(tmp_path, "fa", "casme2_3class", shift=0.0)
     fake_corpus(tmp_path, "fb", "smic_3class", shift=3.0, seed=1)
-    p = cd_params("lbptop_svm", oracle=True)
-    with pytest.raises(MerError, match="eval.oracle"):
+    p = cd_params("lbptop_svm", oracle=True, protocol="loso")
+    with pytest.raises(MerError, match="eval.oracle is a variant of the cdmer protocol"):
         train("lbptop_svm", p, tmp_path / "m", tmp_path / "m.json")
     p = cd_params("lbptop_svm", schemes={"fa": "casme2_5class"})
     with pytest.raises(MerError, match="same classes"):
@@ -156,10 +156,11 @@ def test_svm_baseline_runs_every_experiment(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     fake_corpus(tmp_path, "fa", "casme2_3class", shift=0.0)
     fake_corpus(tmp_path, "fb", "smic_3class", shift=0.0, seed=1)
-    p = cd_params("lbptop_svm", seeds=[0])
+    p = cd_params("lbptop_svm", seeds=[0], oracle=True)
     p["models"]["lbptop_svm"] = {"C": [0.1]}
     m = train("lbptop_svm", p, tmp_path / "m", tmp_path / "m.json")
     assert m["mean"]["uf1"] > 0.8 and m["n_seeds"] == 1
+    assert "oracle_variant" not in m          # no paper grid to search: no oracle variant
 
 
 def test_report_lays_cdmer_out_like_the_paper(tmp_path, monkeypatch, transductive_method):
@@ -181,7 +182,7 @@ def test_report_lays_cdmer_out_like_the_paper(tmp_path, monkeypatch, transductiv
     write_summary(["_centring"], tmp_path / "summary.md", tmp_path / "metrics", published)
     text = (tmp_path / "summary.md").read_text()
     assert "| method | selection | Exp.7 (C->H) M-F1 / ACC | Exp.8 (H->C) M-F1 / ACC |" in text
-    assert "| paper: SVM | oracle (paper) | 0.3697 / 45.12 | 0.3245 / 48.46 | 0.3471 / 46.79 | - |" in text
+    assert "| paper: SVM | published | 0.3697 / 45.12 | 0.3245 / 48.46 | 0.3471 / 46.79 | - |" in text
     assert "| _centring (oracle variant) | oracle |" in text
 
 
@@ -222,3 +223,16 @@ def test_tgsr_runs_cdmer_and_draws_each_experiment(tmp_path, monkeypatch):
     figures = tmp_path / "reports/tgsr"
     assert sorted(f.name for f in figures.glob("*.png")) == ["fa_to_fb.png", "fb_to_fa.png"]
     assert "fa->fb: kappa" in (figures / "README.md").read_text()
+
+
+def test_train_command_reports_the_mean_over_experiments(tmp_path, monkeypatch, capsys,
+                                                         transductive_method):
+    import yaml
+
+    from mer.cli import main
+    monkeypatch.chdir(tmp_path)
+    fake_corpus(tmp_path, "fa", "casme2_3class", shift=0.0)
+    fake_corpus(tmp_path, "fb", "smic_3class", shift=3.0, seed=1)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(cd_params(transductive_method)))
+    assert main(["train", transductive_method]) == 0
+    assert "mean over 2 experiments: accuracy" in capsys.readouterr().out

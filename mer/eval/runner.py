@@ -331,11 +331,10 @@ def train(method: str, params: dict, out_dir: Path, metrics_path: Path,
                "selection": getattr(cls, "selection", "train-only"),
                **(summarise_experiments(pred, control, samples.classes, ev.aliases) if cross
                   else summarise(pred, control, samples.classes))}
-    if ev.oracle:
-        if not cross or not hasattr(cls, "oracle_path"):
-            raise MerError(f"eval.oracle needs protocol cdmer and a method with an oracle search "
-                           f"('{method}' under '{ev.protocol}')", "params.yaml",
-                           "set eval.oracle: false (or -S model=tgsr -S dataset=cdmer)")
+    if ev.oracle and not cross:
+        raise MerError(f"eval.oracle is a variant of the cdmer protocol, not of '{ev.protocol}'",
+                       "params.yaml", "set eval.oracle: false (or -S dataset=cdmer)")
+    if ev.oracle and hasattr(cls, "oracle_path"):   # methods without a paper grid have no variant
         tasks = [Task(method, section, samples, f, seeds[0], i) for i, f in enumerate(folds)]
         found = map_clips(oracle_task, tasks, workers=_workers(ev.executor),
                           desc=f"{method} oracle", unit="experiment")

@@ -57,7 +57,6 @@ import sys
 import tempfile
 import threading
 import weakref
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import cv2

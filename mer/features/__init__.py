@@ -1,1 +1,3 @@
-"""Clip descriptors: LBP-TOP block histograms (:mod:`mer.features.lbptop`)."""
+"""Clip descriptors: LBP-TOP block histograms (:mod:`mer.features.lbptop`, stage
+:mod:`mer.features.stage`) and landmark graphs (:mod:`mer.features.graph`, stage
+:mod:`mer.features.graph_stage`)."""

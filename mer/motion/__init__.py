@@ -1,1 +1,3 @@
-"""Motion: magnification (:mod:`~mer.motion.evm` Eulerian, :mod:`~mer.motion.magnet` learning-based, :mod:`~mer.motion.magnify` the stage), TV-L1 flow and strain (:mod:`~mer.motion.flow`, :mod:`~mer.motion.flow_stage`)."""
+"""Motion: magnification (:mod:`~mer.motion.evm` Eulerian, :mod:`~mer.motion.magnet`
+learning-based, :mod:`~mer.motion.magnify` the stage), TV-L1 flow and optical strain
+(:mod:`~mer.motion.flow`, stage :mod:`~mer.motion.flow_stage`)."""

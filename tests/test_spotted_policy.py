@@ -13,16 +13,17 @@ from mer.face.crop import CropParams
 from mer.face.stage import _crop_one, _Job
 from mer.io import load_npz
 from mer.temporal.apex import spot_apex
-from test_data_smic import small_hs
+from test_data_smic import HS, build_clips_tree
 from test_face import FACES, need, video_frames, write_jpegs
 
 
 def test_ingest_marks_missing_apexes_as_spotted(tmp_path):
-    _, cfg = small_hs(tmp_path)
-    clips = ingest("smic", cfg, 1, "spotted")
-    assert clips and {c.apex_source for c in clips} == {"spotted"}
-    c = clips[0]
-    assert c.apex == c.onset + (c.offset - c.onset) // 2      # a placeholder until the crop stage
+    # a SMIC-HS clips tree (no apex anywhere): two clips of subject 1, camera frame numbers
+    root = build_clips_tree(tmp_path, [(1, "s1_ne_01", 100, 110), (1, "s1_po_01", 300, 312)])
+    clips = ingest("smic", {**HS, "root": str(root)}, 1, "spotted")
+    assert len(clips) == 2 and {c.apex_source for c in clips} == {"spotted"}
+    c = min(clips, key=lambda c: c.onset)
+    assert (c.onset, c.apex, c.offset) == (100, 105, 110)     # a placeholder until the crop stage
 
 
 def test_crop_stage_spots_the_apex_of_spotted_clips_only(tmp_path):

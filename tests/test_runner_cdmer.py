@@ -21,11 +21,13 @@ SPELLING = {"casme2_3class": {"negative": "disgust", "positive": "happiness", "s
             "smic_3class": {c: c for c in THREE}}
 
 
-def fake_corpus(root, name, scheme, shift, n_subjects=4, per_subject=6, dim=12, seed=0):
-    """Clips whose class moves feature block 0..2; the whole corpus is offset by ``shift``."""
+def build_corpus(root, name, scheme, n_subjects, per_subject, seed, feature, with_crop=False):
+    """A manifest and LBP-TOP artifacts of 3-class clips; ``feature(label, rng)`` draws a clip's
+    feature vector; ``with_crop`` adds a crop artifact per clip (the face TGSR's figure draws on)."""
     rng = np.random.default_rng(seed)
-    out = root / artifacts.artifact_dir("lbptop", name)
-    out.mkdir(parents=True)
+    feat_dir = root / artifacts.artifact_dir("lbptop", name)
+    crop_dir = root / artifacts.artifact_dir("crop", name)
+    feat_dir.mkdir(parents=True)
     clips, index = [], []
     for s in range(n_subjects):
         for c in range(per_subject):
@@ -34,12 +36,22 @@ def fake_corpus(root, name, scheme, shift, n_subjects=4, per_subject=6, dim=12, 
             raw = SPELLING[scheme][label]
             clips.append(Clip(cid, name, f"s{s}", f"c{c}", "x", ["a.jpg"], 1, 1, 1, "midpoint", 0, [],
                               "", raw, raw, 100.0, {scheme: label}))
-            x = rng.normal(size=dim) + shift
-            x[THREE.index(label) * 4:(THREE.index(label) + 1) * 4] += 4.0
-            save_npz(out / f"{cid}.npz", feature=x.astype(np.float32))
+            save_npz(feat_dir / f"{cid}.npz", feature=feature(label, rng).astype(np.float32))
+            if with_crop:
+                crop_dir.mkdir(parents=True, exist_ok=True)
+                save_npz(crop_dir / f"{cid}.npz", frames=np.full((2, 64, 64, 3), 128, np.uint8))
             index.append({"clip_id": cid, "status": "ok"})
     write_manifest(clips, root / artifacts.manifest_path(name))
-    pd.DataFrame(index).to_csv(out / "index.csv", index=False)
+    pd.DataFrame(index).to_csv(feat_dir / "index.csv", index=False)
+
+
+def fake_corpus(root, name, scheme, shift, n_subjects=4, per_subject=6, dim=12, seed=0):
+    """Clips whose class moves feature block 0..2; the whole corpus is offset by ``shift``."""
+    def feature(label, rng):
+        x = rng.normal(size=dim) + shift
+        x[THREE.index(label) * 4:(THREE.index(label) + 1) * 4] += 4.0
+        return x
+    build_corpus(root, name, scheme, n_subjects, per_subject, seed, feature)
 
 
 @dataclass
@@ -189,27 +201,11 @@ def test_report_lays_cdmer_out_like_the_paper(tmp_path, monkeypatch, transductiv
 def lbptop_corpus(root, name, scheme, shift, seed, n_subjects=3, per_subject=6):
     """Clips with LBP-TOP-shaped features (85 blocks x 3 planes x 59 bins, each histogram summing
     to 1) whose class raises bins of blocks 5, 20 and 40, plus a crop artifact (the face figure)."""
-    rng = np.random.default_rng(seed)
-    feat_dir = root / artifacts.artifact_dir("lbptop", name)
-    crop_dir = root / artifacts.artifact_dir("crop", name)
-    feat_dir.mkdir(parents=True)
-    crop_dir.mkdir(parents=True)
-    clips, index = [], []
-    for s in range(n_subjects):
-        for c in range(per_subject):
-            label = THREE[(s + c) % 3]
-            cid = f"{name}_s{s}_{c}"
-            raw = SPELLING[scheme][label]
-            clips.append(Clip(cid, name, f"s{s}", f"c{c}", "x", ["a.jpg"], 1, 1, 1, "midpoint", 0, [],
-                              "", raw, raw, 100.0, {scheme: label}))
-            h = rng.gamma(2.0, 1.0, (85, 3, 59)) + shift * np.linspace(0, 1, 59)
-            h[[5, 20, 40][THREE.index(label)], :, :8] += 3.0
-            save_npz(feat_dir / f"{cid}.npz", feature=(h / h.sum(-1, keepdims=True)).reshape(-1)
-                     .astype(np.float32))
-            save_npz(crop_dir / f"{cid}.npz", frames=np.full((2, 64, 64, 3), 128, np.uint8))
-            index.append({"clip_id": cid, "status": "ok"})
-    write_manifest(clips, root / artifacts.manifest_path(name))
-    pd.DataFrame(index).to_csv(feat_dir / "index.csv", index=False)
+    def feature(label, rng):
+        h = rng.gamma(2.0, 1.0, (85, 3, 59)) + shift * np.linspace(0, 1, 59)
+        h[[5, 20, 40][THREE.index(label)], :, :8] += 3.0
+        return (h / h.sum(-1, keepdims=True)).reshape(-1)
+    build_corpus(root, name, scheme, n_subjects, per_subject, seed, feature, with_crop=True)
 
 
 def test_tgsr_runs_cdmer_and_draws_each_experiment(tmp_path, monkeypatch):

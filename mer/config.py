@@ -79,6 +79,7 @@ class Params:
 
     seed: int = 0
     workers: int = 0                  # per-clip worker processes (0 = one per core)
+    preset: str = ""                  # the conf/experiment preset composed in ('' = none)
     datasets: list[str] = field(default_factory=lambda: ["synthme"])
     synthetic: list[str] = field(default_factory=list)        # SynthME corpora `synthesize` builds
     methods: list[str] = field(default_factory=lambda: ["lbptop_svm"])

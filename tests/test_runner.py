@@ -109,3 +109,20 @@ def test_unknown_hyper_parameter_is_an_error(tmp_path, monkeypatch):
     p["models"]["lbptop_svm"]["c"] = [1.0]
     with pytest.raises(MerError, match="models.lbptop_svm.c'.*did you mean 'models.lbptop_svm.C'"):
         train("lbptop_svm", p, tmp_path / "m", tmp_path / "m.json")
+
+
+def test_test_clips_lose_their_action_units_and_the_control_moves_them_with_the_labels():
+    meta = pd.DataFrame({"clip_id": list("abcdef"), "dataset": ["d"] * 6, "corpus": ["d"] * 6,
+                         "subject": list("112233"),
+                         "aus": [["1"], ["2"], ["4"], ["12"], ["14"], ["15"]]})
+    samples = Samples(meta, np.arange(6), [str(i) for i in range(6)], {})
+    hidden = samples.subset(np.array([0, 1]), hide_labels=True)
+    assert hidden.y is None and hidden.meta["aus"].isna().all()
+    assert samples.subset(np.array([2])).meta["aus"].tolist() == [["4"]]
+    from mer.eval.runner import permuted
+    shuffled = permuted(samples, seed=0)
+    assert sorted(shuffled.y.tolist()) == list(range(6)) and shuffled.y.tolist() != list(range(6))
+    # each label keeps its own annotation: label i still carries AU list i
+    original = dict(zip(range(6), meta["aus"]))
+    assert all(original[y] == a for y, a in zip(shuffled.y, shuffled.meta["aus"]))
+    assert samples.meta["aus"].tolist()[0] == ["1"]        # the input is left as it was

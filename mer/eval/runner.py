@@ -94,10 +94,10 @@ def load_samples(datasets: list[str], scheme: str, inputs: tuple[str, ...],
                 skipped += 1
                 continue
             rows.append({"clip_id": clip.clip_id, "dataset": dataset, "corpus": clip.corpus,
-                         "subject": clip.subject, "label": label})
+                         "subject": clip.subject, "aus": list(clip.aus), "label": label})
             for kind in inputs:
                 paths[kind].append(artifacts.artifact_path(kind, dataset, clip.clip_id))
-    meta = pd.DataFrame(rows, columns=["clip_id", "dataset", "corpus", "subject", "label"])
+    meta = pd.DataFrame(rows, columns=["clip_id", "dataset", "corpus", "subject", "aus", "label"])
     unknown = sorted(set(meta["label"]) - set(classes))
     if unknown:
         raise MerError(f"labels {unknown} are not classes of scheme '{scheme}' {classes}",
@@ -271,15 +271,22 @@ def summarise_experiments(pred: pd.DataFrame, control: pd.DataFrame | None, clas
     return out
 
 
-def permuted_labels(samples: Samples, seed: int) -> np.ndarray:
-    """Labels shuffled within each dataset (for one dataset: a plain permutation of all labels)."""
+def permuted(samples: Samples, seed: int) -> Samples:
+    """The permutation control's samples: annotations shuffled within each dataset.
+
+    A clip's label and its action units move together (AUs are the annotation a label is coded
+    from: shuffling labels alone would leave a method trained on AUs a path to the true classes).
+    """
     rng = np.random.default_rng([seed, 7919])
-    y = samples.y.copy()
+    order = np.arange(len(samples))
     datasets = samples.meta["dataset"].astype(str).to_numpy()
     for d in dict.fromkeys(datasets):
         idx = np.flatnonzero(datasets == d)
-        y[idx] = samples.y[idx[rng.permutation(len(idx))]]
-    return y
+        order[idx] = idx[rng.permutation(len(idx))]
+    meta = samples.meta.copy()
+    if "aus" in meta:
+        meta["aus"] = meta["aus"].to_numpy()[order]
+    return Samples(meta, samples.y[order], samples.classes, samples.paths)
 
 
 def _write_figures(method: str, explanations: dict, samples: Samples, out: Path) -> None:
@@ -320,7 +327,7 @@ def train(method: str, params: dict, out_dir: Path, metrics_path: Path,
     pred = pd.concat(preds, ignore_index=True)
     control = None
     if ev.permutation_control:
-        control = pd.concat([predict_all(method, section, samples.with_labels(permuted_labels(samples, s)),
+        control = pd.concat([predict_all(method, section, permuted(samples, s),
                                          folds, s, ev.executor) for s in seeds], ignore_index=True)
     cross = ev.protocol == "cdmer"
     metrics = {"method": method, "datasets": ",".join(ev.datasets), "protocol": ev.protocol,

@@ -62,7 +62,9 @@ def build(name: str, section: dict[str, Any] | None):
 class Samples:
     """Clips handed to a method: metadata, labels (or ``None``), and their artifact files.
 
-    ``meta`` has one row per clip (``clip_id``, ``dataset``, ``corpus``, ``subject``); ``paths`` maps
+    ``meta`` has one row per clip (``clip_id``, ``dataset``, ``corpus``, ``subject``, ``aus``: the
+    parsed action units, a list of strings such as ``["4", "L10"]``, which are annotations of the
+    clip's face, hidden with the labels on test clips); ``paths`` maps
     an artifact kind to one ``.npz`` per clip.  Test samples carry ``y = None``, so a method cannot
     read test labels even by accident.
     """
@@ -77,12 +79,12 @@ class Samples:
 
     def subset(self, idx: np.ndarray, hide_labels: bool = False) -> "Samples":
         idx = np.asarray(idx, int)
-        return Samples(self.meta.iloc[idx].reset_index(drop=True),
+        meta = self.meta.iloc[idx].reset_index(drop=True)
+        if hide_labels and "aus" in meta:   # action units are annotations too: hidden with labels
+            meta["aus"] = None
+        return Samples(meta,
                        None if hide_labels or self.y is None else self.y[idx],
                        self.classes, {k: [v[i] for i in idx] for k, v in self.paths.items()})
-
-    def with_labels(self, y: np.ndarray) -> "Samples":
-        return Samples(self.meta, np.asarray(y), self.classes, self.paths)
 
     @property
     def groups(self) -> np.ndarray:

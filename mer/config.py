@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mer.errors import MerError
+from mer.eval.executors import RayParams
 
 T = TypeVar("T")
 PARAMS_FILE = Path("params.yaml")
@@ -70,7 +71,8 @@ class EvalParams:
     oracle: bool = False              # cdmer: also run the oracle variant (selection on target labels)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     permutation_control: bool = True  # rerun with permuted labels: must stay at chance
-    executor: str = "serial"          # serial | process: how folds run
+    executor: str = "serial"          # serial | process | ray: where folds run (mer.eval.executors)
+    ray: RayParams = field(default_factory=RayParams)  # executor ray: cluster address, resources
 
 
 @dataclass

@@ -28,11 +28,11 @@ from mer.config import EvalParams, validate
 from mer.data.manifest import read_manifest
 from mer.data.schemes import get_scheme
 from mer.errors import MerError
+from mer.eval.executors import run_folds
 from mer.eval.metrics import scores
 from mer.eval.protocols import Fold, make_folds
 from mer.io import atomic_path, write_text
 from mer.methods.registry import Samples, build, get_method
-from mer.parallel import map_clips
 
 METRIC_NAMES = ("accuracy", "uf1", "uar")
 
@@ -149,28 +149,20 @@ def run_task(task: Task) -> tuple[np.ndarray, dict | None]:
     return proba, (model.explain() if hasattr(model, "explain") else None)
 
 
-def _workers(executor: str) -> int:
-    workers = {"serial": 1, "process": 0}.get(executor)
-    if workers is None:
-        raise MerError(f"unknown executor '{executor}'", "params.yaml",
-                       "set eval.executor to serial or process")
-    return workers
-
-
 def predict_all(method: str, section: dict, samples: Samples, folds: list[Fold], seed: int,
-                executor: str, explanations: dict | None = None) -> pd.DataFrame:
+                ev: EvalParams, explanations: dict | None = None) -> pd.DataFrame:
     """Pooled out-of-fold predictions of one seed: one row per test clip.
 
     ``explanations``, when given, receives each fold's ``explain()`` output by fold name.
     """
     tasks = [Task(method, section, samples, f, seed, i) for i, f in enumerate(folds)]
-    results = map_clips(run_task, tasks, workers=_workers(executor), desc=f"{method} seed {seed}",
-                        unit="fold")
+    results = run_folds(ev.executor, run_task, tasks, f"{method} seed {seed}", ev.ray)
     frames = []
     for fold, (proba, explained) in zip(folds, results):
         if explanations is not None and explained is not None:
             explanations[fold.name] = explained
-        part = samples.meta.iloc[fold.test].reset_index(drop=True).copy()
+        part = samples.meta.iloc[fold.test][["clip_id", "dataset", "corpus", "subject"]]
+        part = part.reset_index(drop=True)
         part.insert(0, "fold", fold.name)
         part.insert(0, "seed", seed)
         part["true"] = [samples.classes[i] for i in samples.y[fold.test]]
@@ -322,15 +314,15 @@ def train(method: str, params: dict, out_dir: Path, metrics_path: Path,
     # a deterministic method gives the same predictions under every seed: one repeat is all there is
     seeds = ev.seeds[:1] if getattr(cls, "deterministic", False) else ev.seeds
     explanations: dict = {}
-    preds = [predict_all(method, section, samples, folds, s, ev.executor,
+    preds = [predict_all(method, section, samples, folds, s, ev,
                          explanations if i == 0 else None) for i, s in enumerate(seeds)]
     pred = pd.concat(preds, ignore_index=True)
     control = None
     if ev.permutation_control:
         control = pd.concat([predict_all(method, section, permuted(samples, s),
-                                         folds, s, ev.executor) for s in seeds], ignore_index=True)
+                                         folds, s, ev) for s in seeds], ignore_index=True)
     cross = ev.protocol == "cdmer"
-    metrics = {"method": method, "datasets": ",".join(ev.datasets), "protocol": ev.protocol,
+    metrics = {"method": method, "preset": params.get("preset", ""), "datasets": ",".join(ev.datasets), "protocol": ev.protocol,
                "scheme": ",".join(dict.fromkeys(dataset_schemes(ev.datasets, ev.scheme,
                                                                 ev.schemes).values())),
                "classes": ",".join(samples.classes), "n_clips": len(samples),
@@ -343,8 +335,7 @@ def train(method: str, params: dict, out_dir: Path, metrics_path: Path,
                        "params.yaml", "set eval.oracle: false (or -S dataset=cdmer)")
     if ev.oracle and hasattr(cls, "oracle_path"):   # methods without a paper grid have no variant
         tasks = [Task(method, section, samples, f, seeds[0], i) for i, f in enumerate(folds)]
-        found = map_clips(oracle_task, tasks, workers=_workers(ev.executor),
-                          desc=f"{method} oracle", unit="experiment")
+        found = run_folds(ev.executor, oracle_task, tasks, f"{method} oracle", ev.ray)
         metrics["oracle_variant"] = {
             "protocol": "cdmer_oracle", "selection": "oracle",
             "experiments": {f.name: r for f, r in zip(folds, found)},

@@ -93,6 +93,14 @@ def cmd_spotting(args) -> None:
           f"median {r['midpoint_median']:g} (mean {r['midpoint_mean']:.2f})")
 
 
+def cmd_reproduce(args) -> None:
+    from mer.eval.reproduce import reproduce
+    path = reproduce(args.target, jobs=args.jobs, dataset=args.dataset, overrides=args.set,
+                     dry_run=args.dry_run, only=args.only)
+    print(path.read_text(), end="")
+    print(f"\nwritten: {path}")
+
+
 def cmd_bench(args) -> None:
     try:
         from benchmarks.__main__ import main as bench_main
@@ -150,6 +158,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("spotting", help="apex spotting against a corpus's annotated apexes")
     p.add_argument("dataset", help="a dataset with annotated apexes and crop artifacts (synthme)")
     p.set_defaults(fn=cmd_spotting)
+    p = sub.add_parser("reproduce", help="rerun a paper's published rows as DVC experiments and "
+                       "write reports/reproduce/<paper>-<table>.md beside the published numbers")
+    p.add_argument("target", help="<paper>[:<table>], a key of results/published.yaml (e.g. tgsr:cdmer)")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="dvc queue workers (default 1)")
+    p.add_argument("--dataset", default="", help="run every preset on this dataset instead "
+                   "(e.g. synthme: checks the machinery without the licensed corpora)")
+    p.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra Hydra override for every experiment (repeatable)")
+    p.add_argument("--only", action="append", metavar="PRESET",
+                   help="run only this preset's rows (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="report what would run; queue nothing")
+    p.set_defaults(fn=cmd_reproduce)
     p = sub.add_parser("bench", help="run the kernel benchmarks (ours vs reference, one run)")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options passed to the benchmarks")
     p.set_defaults(fn=cmd_bench)

@@ -70,3 +70,39 @@ def test_second_repro_is_a_fast_no_op(project):
     assert time.perf_counter() - start < 30
     status = run(["dvc", "status"], project).stdout
     assert "changed" not in status, status
+
+
+def test_reproduce_marks_absent_corpora_and_runs_a_preset_through_the_dvc_queue(project):
+    """`mer reproduce`: rows needing absent corpora are "not run" with the link command; with
+    --dataset synthme a preset runs as a queued DVC experiment and its metrics come back."""
+    (project / "conf/experiment/tiny_svm.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /dataset: casme2\n  - override /model: lbptop_svm\n"
+        "preset: tiny_svm\n")
+    (project / "conf/experiment/tiny_svm_samm.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /dataset: samm\n  - override /model: lbptop_svm\n"
+        "preset: tiny_svm_samm\n")
+    published = {"paperx": {"paper": "A paper", "tables": {"t1": {
+        "caption": "LOSO", "protocol": "loso", "metrics": {"uf1": "UF1", "accuracy": "Acc"},
+        "columns": {"casme2": {"dataset": "casme2"}, "samm": {"dataset": "samm"}},
+        "rows": [{"method": "LBP-TOP", "ours": "lbptop_svm",
+                  "cells": {"casme2": {"uf1": 0.5, "accuracy": 0.6}, "samm": {"uf1": 0.4, "accuracy": 0.5}},
+                  "presets": {"casme2": "tiny_svm", "samm": "tiny_svm_samm"}},
+                 {"method": "Other", "cells": {"casme2": {"uf1": 0.7, "accuracy": 0.7}}}]}}}}
+    (project / "results/published.yaml").write_text(yaml.safe_dump(published))
+    run(["git", "add", "-A"], project)
+    run(["git", "-c", "user.name=ci", "-c", "user.email=ci@example.org", "commit", "-qm", "tiny"], project)
+    mer = [sys.executable, "-m", "mer", "reproduce", "paperx:t1"]
+    run(mer, project)
+    report = (project / "reports/reproduce/paperx-t1.md").read_text()
+    assert report.count("not run: corpus absent") == 2
+    assert "ln -s /path/to/your/samm data/raw/samm" in report
+    overrides = [a for o in TINY for a in ("-S", o)]
+    run([*mer, "--dataset", "synthme", "--only", "tiny_svm", *overrides], project)
+    report = (project / "reports/reproduce/paperx-t1.md").read_text()
+    row = next(line for line in report.splitlines() if "`tiny_svm`" in line)
+    assert "ran on synthme" in row and "tiny_svm_samm" not in report
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
+    exps = {r["name"]: r for c in shown for e in (c.get("experiments") or []) for r in e["revs"]}
+    uf1 = exps["tiny_svm-synthme"]["data"]["metrics"]["metrics/lbptop_svm.json"]["data"]["pooled"]["uf1"]
+    assert f"{uf1:.4f}" in row
+    assert (project / "reports/reproduce/paperx-t1.png").stat().st_size > 0

@@ -27,6 +27,10 @@ def _cell(metrics: dict, name: str) -> str:
     return f"{mean:.3f} ± {std:.3f}" if metrics["n_seeds"] > 1 else f"{mean:.3f}"
 
 
+def _num(cell: dict, key: str) -> str:
+    return f"{cell[key]:.3f}" if key in cell else "-"
+
+
 def _load(method: str, metrics_dir: Path) -> dict:
     path = metrics_dir / f"{method}.json"
     if not path.exists():
@@ -34,7 +38,8 @@ def _load(method: str, metrics_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def summary_table(methods: list[str], metrics_dir: Path = artifacts.METRICS) -> str:
+def summary_table(methods: list[str], metrics_dir: Path = artifacts.METRICS,
+                  published: Path = PUBLISHED) -> str:
     """Markdown table of pooled metrics (mean ± std over seeds) and the permutation control."""
     lines = ["| method | dataset | protocol | scheme | clips | folds | seeds | accuracy | UF1 | UAR |"
              " control UF1 | selection |",
@@ -46,7 +51,53 @@ def summary_table(methods: list[str], metrics_dir: Path = artifacts.METRICS) -> 
             f"| {method} | {m['datasets']} | {m['protocol']} | {m['scheme']} | {m['n_clips']} | "
             f"{m['n_folds']} | {m['n_seeds']} | {_cell(m, 'accuracy')} | {_cell(m, 'uf1')} | "
             f"{_cell(m, 'uar')} | {'-' if control is None else f'{control:.3f}'} | {m['selection']} |")
+        for label, cell in published_cells(method, m.get("preset", ""), published):
+            lines.append(f"| paper: {label} | | | | | | | {_num(cell, 'accuracy')} | {_num(cell, 'uf1')} "
+                         f"| {_num(cell, 'uar')} | - | published |")
     return "\n".join(lines) + "\n"
+
+
+def published_cells(method: str, preset: str, path: Path = PUBLISHED) -> list[tuple[str, dict]]:
+    """The published cells that ``preset`` reproduces for ``method``: (label, {metric: value})."""
+    if not preset or not path.exists():
+        return []
+    found = []
+    for paper, info in (yaml.safe_load(path.read_text()) or {}).items():
+        for table, meta in info.get("tables", {}).items():
+            for row in meta["rows"]:
+                for column, p in (row.get("presets") or {}).items():
+                    if p == preset and row.get("ours") == method and row["cells"].get(column):
+                        found.append((f"{paper}:{table} {row['method']} ({column})", row["cells"][column]))
+    return found
+
+
+def compare(methods: list[str], metrics_dir: Path = artifacts.METRICS, metric: str = "uf1",
+            alpha: float = 0.05) -> str:
+    """Pairwise differences, flagged only beyond the noise: a Wilcoxon signed-rank test over the
+    folds both methods share (each fold's score averaged over seeds), and a pooled difference
+    larger than twice the larger seed standard deviation.  Empty when fewer than two methods."""
+    from scipy.stats import wilcoxon
+
+    runs = {m: _load(m, metrics_dir) for m in methods}
+    lines = []
+    for i, a in enumerate(methods):
+        for b in methods[i + 1:]:
+            fa, fb = runs[a].get("folds", {}), runs[b].get("folds", {})
+            shared = [f for f in fa if f in fb]
+            if len(shared) < 5:
+                continue
+            diffs = [fa[f][metric] - fb[f][metric] for f in shared]
+            p = wilcoxon(diffs).pvalue if any(diffs) else 1.0
+            delta = runs[a]["pooled"][metric] - runs[b]["pooled"][metric]
+            noise = 2 * max(runs[a]["pooled_std"][metric], runs[b]["pooled_std"][metric])
+            verdict = ("differ" if p < alpha and abs(delta) > noise else "within noise")
+            lines.append(f"| {a} vs {b} | {delta:+.3f} | {noise:.3f} | {p:.3g} | {len(shared)} | "
+                         f"{verdict} |")
+    if not lines:
+        return ""
+    head = ["| pair | Δ pooled UF1 | 2 × seed std | Wilcoxon p (folds) | folds | verdict |",
+            "|---|---|---|---|---|---|"]
+    return "\n".join(head + lines) + "\n"
 
 
 def _published_cdmer(path: Path) -> tuple[dict, list[dict]]:
@@ -104,10 +155,16 @@ def write_summary(methods: list[str], out: Path = artifacts.REPORTS / "summary.m
     within = [m for m in methods if m not in cross]
     text, tables = "# Results\n", ""
     if within:
-        table = summary_table(within, metrics_dir)
+        table = summary_table(within, metrics_dir, published)
         text += ("\nPooled over all folds (primary metrics); mean ± std over seeds. Control: the "
                  "same loop on labels permuted within each corpus (chance level).\n\n" + table)
         tables += table
+        pairs = compare(within, metrics_dir)
+        if pairs:
+            text += ("\nDifferences between methods, flagged only beyond the noise: a Wilcoxon "
+                     "signed-rank test over the shared folds (fold UF1, mean over seeds; α = 0.05) "
+                     "and a pooled difference above twice the larger seed standard deviation.\n\n"
+                     + pairs)
     if cross:
         table = cdmer_table(cross, metrics_dir, published)
         text += ("\n## Cross-database experiments (cdmer)\n\nEach experiment trains on the labelled "

@@ -99,6 +99,12 @@ def cmd_reproduce(args) -> None:
                      dry_run=args.dry_run, only=args.only)
     print(path.read_text(), end="")
     print(f"\nwritten: {path}")
+    if args.check:
+        from mer.eval.reproduce import drifted
+        bad = drifted(path)
+        if bad:
+            raise MerError(f"{len(bad)} row(s) differ from the published numbers or failed", path,
+                           "read the report; rerun a row with dvc exp run -S +experiment=<preset>")
 
 
 def cmd_bench(args) -> None:
@@ -169,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", action="append", metavar="PRESET",
                    help="run only this preset's rows (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="report what would run; queue nothing")
+    p.add_argument("--check", action="store_true", help="exit with an error when a row differs "
+                   "from the published number beyond its tolerance, or failed")
     p.set_defaults(fn=cmd_reproduce)
     p = sub.add_parser("bench", help="run the kernel benchmarks (ours vs reference, one run)")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options passed to the benchmarks")

@@ -18,7 +18,6 @@ default 0.05) of the published value, ``differs`` otherwise, ``not run: ...`` or
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -273,5 +272,7 @@ def _plot(cells: list[Cell], path: Path) -> None:
     plt.close(fig)
 
 
-def default_jobs() -> int:
-    return max(1, (os.cpu_count() or 2) // 2)
+def drifted(path: Path) -> list[str]:
+    """Rows of a written report whose status is ``differs`` or ``failed`` (for ``--check``)."""
+    return [line for line in path.read_text().splitlines()
+            if line.startswith("|") and ("| differs" in line or "| failed" in line)]

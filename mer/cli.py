@@ -151,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_params)
     from mer.data.datasets_cli import add_datasets_commands
     add_datasets_commands(sub)
+    from mer.predict.cli import add_predict_commands
+    add_predict_commands(sub)
     sub.add_parser("methods", help="list registered methods and their inputs").set_defaults(
         fn=cmd_methods)
     p = sub.add_parser("difficulty", help="SynthME difficulty curve: baseline UF1 against amplitude")

@@ -20,7 +20,8 @@ from threadpoolctl import threadpool_limits
 from benchmarks.bench_kernels import Case, measure
 
 # one module per topic, each exporting CASES
-MODULES = ("bench_kernels", "bench_magnify", "bench_flow", "bench_landmarks", "bench_tgsr")
+MODULES = ("bench_kernels", "bench_magnify", "bench_flow", "bench_landmarks", "bench_tgsr",
+           "bench_dere_grl", "bench_man", "bench_mimic")
 
 
 def all_cases() -> list[Case]:

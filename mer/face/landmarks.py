@@ -29,7 +29,7 @@ from mer.errors import MerError
 
 N_LANDMARKS = 68
 # modules holding more back-ends, imported on first use of a registry (they import this module)
-BACKEND_MODULES = ("mer.face.mediapipe_landmarks",)
+BACKEND_MODULES = ("mer.face.mediapipe_landmarks", "mer.face.haar")
 
 
 class NoFaceError(MerError):

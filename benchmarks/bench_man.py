@@ -1,0 +1,81 @@
+"""MAN's pre-network kernels against straightforward per-clip / per-frame references.
+
+``man_aggregate``: eq. 4 over a LOSO fold's worth of clips (250 clips x 64 frames x 64 features),
+one vectorised call against a loop that computes each clip's statistics on its own.
+``man_faces``: the 120 x 140 face of 64 TIM frames (128 px crops), one affine warp per frame
+against a reference that crops the window with sub-pixel bilinear sampling written in numpy.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from benchmarks.bench_kernels import Case
+from mer.methods.man import aggregate
+from mer.methods.man_rois import face_window, faces_from_crops
+
+
+def _features() -> tuple:
+    rng = np.random.default_rng(0)
+    return (rng.normal(size=(250, 64, 64)).astype(np.float32),)             # (n, T, D)
+
+
+def _aggregate_loop(s: np.ndarray) -> np.ndarray:
+    rows = []
+    for clip in s:                                                            # (T, D)
+        rows.append(np.concatenate([clip.mean(0), clip.std(0), np.median(clip, 0)]))
+    return np.stack(rows)                                                     # (n, 3 D)
+
+
+def _agree_close(ours: np.ndarray, ref: np.ndarray) -> str:
+    diff = float(np.abs(ours - ref).max())
+    assert ours.shape == ref.shape and diff <= 1e-5, diff
+    return f"max |diff| {diff:.1e} over {ours.size} values"
+
+
+def _crops() -> tuple:
+    rng = np.random.default_rng(1)
+    # smooth like a face: OpenCV samples at 1/32-pixel steps, which on pixel noise alone would
+    # differ from exact bilinear weights by up to 8 levels
+    base = cv2.GaussianBlur(rng.uniform(0, 255, (128, 128, 3)).astype(np.float32), (0, 0), 2.0)
+    frames = np.clip(base[None] * np.linspace(0.9, 1.1, 64)[:, None, None, None], 0, 255).astype(np.uint8)
+    return (frames,)                                                          # (T, S, S, 3)
+
+
+def _faces_ours(frames: np.ndarray) -> np.ndarray:
+    return faces_from_crops(frames, 0.32, 0.30, 10)
+
+
+def _faces_reference(frames: np.ndarray) -> np.ndarray:
+    """Bilinear sampling of the face window at each face pixel's centre, border replicated."""
+    t, s = frames.shape[:2]
+    left, top, width, height = face_window(s, 0.32, 0.30)
+    u = (np.arange(120) + 0.5) * width / 120 + left - 0.5                    # (120,) crop x
+    v = (np.arange(140) + 0.5) * height / 140 + top - 0.5                    # (140,) crop y
+    x0, y0 = np.floor(u).astype(int), np.floor(v).astype(int)
+    fx, fy = (u - x0)[None, :, None], (v - y0)[:, None, None]
+    out = np.empty((t, 140, 120, 3), np.uint8)
+    for i in range(t):
+        img = frames[i].astype(np.float64)                                    # (S, S, 3)
+        rows = [img[np.clip(y0 + dy, 0, s - 1)] for dy in (0, 1)]             # 2 x (140, S, 3)
+        left_px, right_px = np.clip(x0, 0, s - 1), np.clip(x0 + 1, 0, s - 1)
+        top_row = rows[0][:, left_px] * (1 - fx) + rows[0][:, right_px] * fx  # (140, 120, 3)
+        bottom = rows[1][:, left_px] * (1 - fx) + rows[1][:, right_px] * fx
+        out[i] = np.clip(np.round(top_row * (1 - fy) + bottom * fy), 0, 255).astype(np.uint8)
+    return out
+
+
+def _agree_faces(ours: np.ndarray, ref: np.ndarray) -> str:
+    diff = np.abs(ours.astype(np.int16) - ref.astype(np.int16))
+    assert ours.shape == ref.shape and diff.max() <= 2, diff.max()   # OpenCV: 5-bit weights
+    return f"max |diff| {diff.max()} gray levels, mean {diff.mean():.3f}"
+
+
+CASES = [
+    Case("man_aggregate", "MAN eq. 4 [mean, std, median], 250 clips x 64 frames x 64 features: "
+         "vectorised vs per-clip loop", _features, aggregate, _aggregate_loop, _agree_close,
+         min_ratio=1.5),
+    Case("man_faces", "MAN 120x140 face of 64 TIM frames (128 px): cv2.warpAffine vs numpy "
+         "bilinear sampling", _crops, _faces_ours, _faces_reference, _agree_faces, min_ratio=3.0),
+]

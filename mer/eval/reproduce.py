@@ -74,8 +74,8 @@ def select_cells(published: dict, target: str) -> tuple[str, list[str], list[Cel
     for name in names:
         for row in tables[name]["rows"]:
             for column, preset in (row.get("presets") or {}).items():
-                cells.append(Cell(paper, name, row["method"], column, row["ours"], preset,
-                                  dict(row["cells"].get(column) or {})))
+                printed = {k: v for k, v in (row["cells"].get(column) or {}).items() if v is not None}
+                cells.append(Cell(paper, name, row["method"], column, row["ours"], preset, printed))
     return paper, names, cells
 
 
@@ -196,6 +196,8 @@ def reproduce(target: str, jobs: int = 1, dataset: str = "", overrides: list[str
 def _status(cell: Cell, table: dict, dataset: str) -> str:
     if dataset:
         return f"ran on {dataset} (layout check, not comparable)"
+    if not cell.published:              # e.g. a bar of a figure without its value printed
+        return "ran (the paper prints no number)"
     tolerance = float(table.get("tolerance", DEFAULT_TOLERANCE))
     ours = cell.oracle if table.get("selection") == "oracle" and cell.oracle else cell.ours
     worst = max(abs(ours[k] - v) for k, v in cell.published.items() if k in ours)

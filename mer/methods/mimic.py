@@ -343,6 +343,13 @@ class Mimic:
         self.cam_inputs_ = (raw[keep] * 255).round().astype(np.uint8)                  # (c, 3, S, S)
         return proba.numpy().astype(np.float64)
 
+    def clip_figures(self, out: Path) -> list[tuple[str, str]]:
+        """``mer predict --report``: the AU-CAM of the clip just predicted (the first test clip)."""
+        mimic_cam.draw_au_cams(self.cam_inputs_[:1] / 255.0, self.cam_[:1].astype(np.float32),
+                               ["AU-CAM of this clip"], out / "au_cam.png")
+        return [("au_cam.png", "AU-CAM (eq. 12-13): where the eyes and mouth branches' strongest "
+                 "features look, over the input's three channels.")]
+
     def explain(self) -> dict:
         """Per fold: training loss curve, mean AWM weight of the eyes and mouth halves, X_F of the
         training and held-out clips (for the t-SNE) and a few held-out clips' AU-CAMs."""

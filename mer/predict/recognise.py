@@ -133,5 +133,5 @@ def predict(source: str | Path, model: str | Path, onset: int | None = None,
         if report is not None:
             from mer.predict.report import write_report
             result.report = write_report(Path(report), result, root, clip_id,
-                                         _curve(window, root, clip_id), header)
+                                         _curve(window, root, clip_id), header, fitted)
     return result

@@ -121,9 +121,10 @@ def _graph(graph_npz: dict, mag: dict | None, crop: dict, layout: str, out: Path
 
 
 def write_report(out: Path, pred, root: Path, clip_id: str,
-                 curve: tuple[np.ndarray, np.ndarray, str], header: dict) -> Path:
+                 curve: tuple[np.ndarray, np.ndarray, str], header: dict, model=None) -> Path:
     """Draw the figures of ``pred`` from the one-clip corpus at ``root`` into ``out``; write
-    ``out/index.html``; return its path."""
+    ``out/index.html``; return its path.  A model with ``clip_figures(out)`` (e.g. mimic's AU-CAM)
+    adds its own figures of the clip it has just predicted."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -146,6 +147,8 @@ def write_report(out: Path, pred, root: Path, clip_id: str,
     if graph is not None:
         figures.append((_graph(graph, mag, crop, header["params"]["graph"]["layout"], out),
                         "Landmark graph the model reads, drawn on the magnified apex."))
+    if model is not None and hasattr(model, "clip_figures"):
+        figures += model.clip_figures(out)
     rows = "".join(f"<tr><td>{html.escape(c)}</td><td>{p:.3f}</td></tr>"
                    for c, p in pred.probabilities.items())
     images = "".join(f'<figure><img src="{html.escape(name)}" alt="{html.escape(name)}">'

@@ -55,5 +55,7 @@ def test_reproduce_without_corpora_marks_every_row_not_run(paper, tmp_path, monk
         pytest.skip("a real corpus is linked in data/raw: rows would run")
     path = reproduce(paper, out_dir=tmp_path)
     text = path.read_text()
-    assert text.count("not run: corpus absent") == len(absent)
-    assert "ln -s /path/to/your/" in text
+    with_preset = [c for c in absent if c.preset]
+    assert text.count("| not run: corpus absent") == len(with_preset)
+    assert text.count("| not run: no preset yet") == len(absent) - len(with_preset)
+    assert not with_preset or "ln -s /path/to/your/" in text

@@ -1,8 +1,8 @@
 """``mer reproduce <paper>[:<table>]``: rerun the published rows we implement and lay them out beside
 the paper's numbers.
 
-Every cell of ``results/published.yaml`` that names a preset (``presets: {column: preset}``) is one
-DVC experiment: ``dvc exp run --queue -n <preset> -S +experiment=<preset>``, run by ``dvc queue
+Every cell of our rows (``ours: <method>``) in ``results/published.yaml`` that names a preset
+(``presets: {column: preset}``) is one DVC experiment: ``dvc exp run --queue -n <preset> -S +experiment=<preset>``, run by ``dvc queue
 start -j N`` and read back from ``dvc exp show --json``.  Going through DVC's queue and not a loop
 of our own keeps each row an ordinary experiment a user can inspect, apply, push or rerun.
 
@@ -73,9 +73,13 @@ def select_cells(published: dict, target: str) -> tuple[str, list[str], list[Cel
     cells = []
     for name in names:
         for row in tables[name]["rows"]:
-            for column, preset in (row.get("presets") or {}).items():
-                printed = {k: v for k, v in (row["cells"].get(column) or {}).items() if v is not None}
-                cells.append(Cell(paper, name, row["method"], column, row["ours"], preset, printed))
+            if "ours" not in row:
+                continue
+            presets = row.get("presets") or {}
+            for column, values in row["cells"].items():
+                printed = {k: v for k, v in (values or {}).items() if v is not None}
+                cells.append(Cell(paper, name, row["method"], column, row["ours"],
+                                  presets.get(column, ""), printed))
     return paper, names, cells
 
 
@@ -154,11 +158,14 @@ def reproduce(target: str, jobs: int = 1, dataset: str = "", overrides: list[str
                            f"pick from: {', '.join(sorted({c.preset for c in cells}))}")
         cells = [c for c in cells if c.preset in only]
     if not cells:
-        raise MerError(f"'{target}' has no row with a preset", published_path,
-                       "add `presets:` to the rows this project implements")
+        raise MerError(f"'{target}' has no row of ours (`ours:`)", published_path,
+                       "mark the rows this project implements with `ours: <method>`")
     extra = ([f"dataset={dataset}"] if dataset else []) + list(overrides or [])
     queued = []
     for cell in cells:
+        if not cell.preset:
+            cell.status = f"not run: no preset yet (method '{cell.method}' or this row not implemented)"
+            continue
         params = yaml.safe_load(compose_params([f"+experiment={cell.preset}", *extra]))
         missing = missing_corpora(params)
         if missing:
@@ -232,7 +239,7 @@ def write_report(paper: str, tables: list[str], cells: list[Cell], info: dict, o
         for c in [c for c in cells if c.table == table]:
             delta = [f"{c.ours[m] - c.published[m]:+.4f}" if m in c.ours and m in c.published else "-"
                      for m in metrics]
-            lines.append("| " + " | ".join([c.row, c.column, f"`{c.preset}`",
+            lines.append("| " + " | ".join([c.row, c.column, f"`{c.preset}`" if c.preset else "-",
                                             *(_fmt(c.published, m) for m in metrics),
                                             *(_fmt(c.ours, m, c.ours_std) for m in metrics),
                                             *delta, c.status]) + " |")

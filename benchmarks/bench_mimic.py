@@ -35,7 +35,7 @@ def _loop(feats: torch.Tensor, au: torch.Tensor, sets: list) -> float:
 
 def _agree(ours: float, ref: float) -> str:
     assert abs(ours - ref) <= 1e-5 * abs(ref), (ours, ref)
-    return f"loss {ours:.6f} vs {ref:.6f}"
+    return f"max |diff| {abs(ours - ref):.1e} (loss {ours:.6f} vs {ref:.6f})"
 
 
 CASES = [

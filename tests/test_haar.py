@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 from conftest import FIXTURES
-from test_face import annotated_faces, box_iou, need, video_frames, write_jpegs
+from test_face import match_annotated_faces, video_frames, write_jpegs
 
 from mer.face.crop import CropParams, crop_clip
 from mer.face.haar import HaarDetector, to_hog_framing
-from mer.face.landmarks import detector_names, get_detector, get_landmarker
+from mer.face.landmarks import detector_names, get_detector
 
 FACES = FIXTURES / "faces"
 
@@ -36,23 +36,7 @@ def test_haar_boxes_match_annotated_faces_and_carry_dlib_landmarks():
     mapped boxes overlap the annotated (HOG-framed) boxes, and dlib_68 inside them reproduces the
     annotated points.  Measured: 40 of 43 matched (IoU >= 0.5), median IoU 0.84, median NME
     0.016 (mean 0.048: one face, 0.75, where the mean shape starts off the face)."""
-    folder = need(FACES / "dlib_examples")
-    detector, landmarker = get_detector("haar", upsample=1), get_landmarker("dlib_68")
-    ious, errors, total, images = [], [], 0, {}
-    for xml_path in sorted(folder.glob("*_with_face_landmarks.xml")):
-        for name, rect, truth in annotated_faces(xml_path):
-            total += 1
-            if name not in images:
-                rgb = cv2.cvtColor(cv2.imread(str(folder / name)), cv2.COLOR_BGR2RGB)
-                images[name] = (rgb, detector.detect(rgb)[0])
-            rgb, boxes = images[name]
-            overlap = [box_iou(rect, b) for b in boxes]
-            if not overlap or max(overlap) < 0.5:
-                continue
-            ious.append(max(overlap))
-            points = landmarker.landmarks(rgb, boxes[int(np.argmax(overlap))])   # (68, 2)
-            errors.append(np.linalg.norm(points - truth, axis=1).mean()
-                          / np.linalg.norm(truth[36] - truth[45]))
+    total, ious, errors = match_annotated_faces("haar")
     assert total == 43
     assert len(ious) >= 38, f"only {len(ious)} of {total} faces found"
     assert np.median(ious) > 0.75, f"median IoU {np.median(ious):.3f}: framing map is off"

@@ -42,10 +42,16 @@ def _agree_uint8(ours: np.ndarray, ref: np.ndarray) -> str:
     return f"max |diff| {diff.max()} gray level, {np.mean(diff == 0):.4%} identical"
 
 
-def _agree_feature(ours: np.ndarray, ref: np.ndarray) -> str:
-    diff = float(np.abs(ours - ref).max())
-    assert ours.shape == ref.shape and diff <= 1e-7, diff
-    return f"max |diff| {diff:.1e} over {ours.size} values"
+def agree_within(tol: float):
+    """A check for float arrays: same shape, max |ours - ref| <= ``tol``; every module uses it."""
+    def agree(ours: np.ndarray, ref: np.ndarray) -> str:
+        diff = float(np.abs(ours - ref).max())
+        assert ours.shape == ref.shape and diff <= tol, diff
+        return f"max |diff| {diff:.1e} over {ours.size} values"
+    return agree
+
+
+_agree_feature = agree_within(1e-7)
 
 
 def _tim_args() -> tuple:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bench_kernels import Case
+from benchmarks.bench_kernels import Case, agree_within
 from mer.motion.evm import evm, evm_reference
 
 FIXTURES = Path(os.environ.get("MER_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
@@ -32,12 +32,6 @@ def _evm_args() -> tuple:
     return clip, 200.0, 3.0
 
 
-def _agree_float(tol: float):
-    def agree(ours: np.ndarray, ref: np.ndarray) -> str:
-        diff = float(np.abs(ours - ref).max())
-        assert ours.shape == ref.shape and diff <= tol, diff
-        return f"max |diff| {diff:.1e} over {ours.size} values"
-    return agree
 
 
 def _magnet_case() -> Case:
@@ -63,12 +57,12 @@ def _magnet_case() -> Case:
         return magnet_pairs_reference(models["plain"], onset, targets, alpha)
 
     return Case("magnet_224", "MagNet one 224x224 pair, alpha 3, CPU (inference_mode, channels-last)",
-                make_args, ours, reference, _agree_float(1e-4))
+                make_args, ours, reference, agree_within(1e-4))
 
 
 CASES: list[Case] = [
     Case("evm_64x140x120", "EVM 64 frames 140x120 RGB, alpha 3, ideal 0.5-15 Hz, 6 levels",
-         _evm_args, evm, evm_reference, _agree_float(1e-3), min_ratio=2.0),
+         _evm_args, evm, evm_reference, agree_within(1e-3), min_ratio=2.0),
 ]
 if WEIGHTS.is_file():
     CASES.append(_magnet_case())

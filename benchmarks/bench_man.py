@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from benchmarks.bench_kernels import Case
+from benchmarks.bench_kernels import Case, agree_within
 from mer.methods.man import aggregate
 from mer.methods.man_rois import face_window, faces_from_crops
 
@@ -28,10 +28,6 @@ def _aggregate_loop(s: np.ndarray) -> np.ndarray:
     return np.stack(rows)                                                     # (n, 3 D)
 
 
-def _agree_close(ours: np.ndarray, ref: np.ndarray) -> str:
-    diff = float(np.abs(ours - ref).max())
-    assert ours.shape == ref.shape and diff <= 1e-5, diff
-    return f"max |diff| {diff:.1e} over {ours.size} values"
 
 
 def _crops() -> tuple:
@@ -74,7 +70,7 @@ def _agree_faces(ours: np.ndarray, ref: np.ndarray) -> str:
 
 CASES = [
     Case("man_aggregate", "MAN eq. 4 [mean, std, median], 250 clips x 64 frames x 64 features: "
-         "vectorised vs per-clip loop", _features, aggregate, _aggregate_loop, _agree_close,
+         "vectorised vs per-clip loop", _features, aggregate, _aggregate_loop, agree_within(1e-5),
          min_ratio=1.5),
     Case("man_faces", "MAN 120x140 face of 64 TIM frames (128 px): cv2.warpAffine vs numpy "
          "bilinear sampling", _crops, _faces_ours, _faces_reference, _agree_faces, min_ratio=3.0),

@@ -117,7 +117,7 @@ def _wait_for_queue(poll_s: float = 5.0) -> None:
 
 
 def _exp_metrics() -> dict[str, dict]:
-    """Experiment name -> {'metrics': {file: data}, 'status': ...} from ``dvc exp show --json``."""
+    """Experiment name -> {'metrics': {file: data}} from ``dvc exp show --json``."""
     found = {}
     for commit in json.loads(_dvc("exp", "show", "--json", "--no-fetch") or "[]"):
         for exp in commit.get("experiments") or []:
@@ -126,8 +126,7 @@ def _exp_metrics() -> dict[str, dict]:
                 data = rev.get("data") or {}
                 if name:
                     found[name] = {"metrics": {f: (v or {}).get("data", {})
-                                               for f, v in (data.get("metrics") or {}).items()},
-                                   "status": data.get("status") or rev.get("status", "")}
+                                               for f, v in (data.get("metrics") or {}).items()}}
     return found
 
 

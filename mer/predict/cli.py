@@ -10,7 +10,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     from mer.config import load_params
     from mer.export import export_model
 
-    path = export_model(args.method, load_params(getattr(args, "params", None) or "params.yaml"),
+    path = export_model(args.method, load_params(args.params),
                         args.out)
     print(f"wrote {path}")
 

@@ -3,11 +3,14 @@ aggregation statistics, the network's shapes, leakage guards, and learning on ti
 
 from __future__ import annotations
 
+import contextlib
+
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.utils.deterministic
 from conftest import FIXTURES
 from threadpoolctl import threadpool_limits
 
@@ -137,7 +140,9 @@ def test_aggregation_matches_hand_computed_statistics():
     many = rng.normal(size=(7, 9, 4))
     np.testing.assert_allclose(aggregate(many, ["std"]), many.std(axis=1))
     assert frame_indices(64, 8).tolist() == [0, 9, 18, 27, 36, 45, 54, 63]
-    assert frame_indices(64, 3, first=1).tolist() == [1, 32, 63]   # difference: onset excluded
+    # difference: equal steps after the onset, never the near-empty frame right after it
+    assert frame_indices(64, 3, after_onset=True).tolist() == [21, 42, 63]
+    assert frame_indices(64, 63, after_onset=True).tolist() == list(range(1, 64))
 
 
 # ------------------------------------------------------------------ network
@@ -254,3 +259,40 @@ def test_fit_repeats_under_a_seed(tmp_path, monkeypatch):
     a = build("man", p).fit(tr, np.random.default_rng(5)).predict_proba(te)
     b = build("man", p).fit(tr, np.random.default_rng(5)).predict_proba(te)
     np.testing.assert_array_equal(a, b)
+
+
+def test_faces_are_cut_once_per_process_and_shared_read_only(tmp_path, monkeypatch):
+    """The second fold's lookup is the first fold's array: immutable, equal to a fresh cut."""
+    monkeypatch.chdir(tmp_path)
+    tiny_corpus(tmp_path, n_subjects=1, per_subject=1)
+    path = _samples(tmp_path).paths["tim64"][0]
+    monkeypatch.setattr(man_module, "_CACHE", man_module._FaceCache(2**20))
+    cuts = []
+    real = man_module.faces_from_crops
+    monkeypatch.setattr(man_module, "faces_from_crops", lambda *a: cuts.append(1) or real(*a))
+    first = man_module.clip_faces(path, 3, 2, 0.32, 0.30, True)
+    again = man_module.clip_faces(path, 3, 2, 0.32, 0.30, True)
+    assert again is first and len(cuts) == 1 and first.shape == (4, 28, 24, 3)
+    assert not first.flags.writeable
+    with pytest.raises(ValueError):
+        first[0, 0, 0, 0] = 1
+    other = man_module.clip_faces(path, 3, 3, 0.32, 0.30, True)          # other geometry: a new cut
+    assert len(cuts) == 2 and other.shape == (4, 42, 36, 3)
+    monkeypatch.setattr(man_module, "_CACHE", man_module._FaceCache(2**20))
+    np.testing.assert_array_equal(man_module.clip_faces(path, 3, 2, 0.32, 0.30, True), first)
+
+
+def test_training_without_the_nan_fill_is_bit_identical(tmp_path, monkeypatch):
+    """Skipping torch's NaN fill of new tensors changes no number (no kernel reads memory it did
+    not write), and fit leaves the flag as it found it."""
+    monkeypatch.chdir(tmp_path)
+    tiny_corpus(tmp_path, n_subjects=2, per_subject=3)
+    samples = _samples(tmp_path)
+    assert torch.utils.deterministic.fill_uninitialized_memory
+    model = build("man", {**TINY, "epochs": 2}).fit(samples, np.random.default_rng(3))
+    assert torch.utils.deterministic.fill_uninitialized_memory            # restored
+    monkeypatch.setattr(man_module, "no_nan_fill", contextlib.nullcontext)  # torch's default
+    plain = build("man", {**TINY, "epochs": 2}).fit(samples, np.random.default_rng(3))
+    assert model.history_ == plain.history_
+    for a, b in zip(model.net_.state_dict().values(), plain.net_.state_dict().values()):
+        assert torch.equal(a, b)

@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", help="a dataset with annotated apexes and crop artifacts (synthme)")
     p.set_defaults(fn=cmd_spotting)
     p = sub.add_parser("reproduce", help="rerun a paper's published rows as DVC experiments and "
-                       "write reports/reproduce/<paper>-<table>.md beside the published numbers")
+                       "write reports/reproduce/<paper>-<table>[-<dataset>].md beside the published numbers")
     p.add_argument("target", help="<paper>[:<table>], a key of results/published.yaml (e.g. tgsr:cdmer)")
     p.add_argument("-j", "--jobs", type=int, default=1, help="dvc queue workers (default 1)")
     p.add_argument("--dataset", default="", help="run every preset on this dataset instead "

@@ -98,11 +98,13 @@ def test_reproduce_marks_absent_corpora_and_runs_a_preset_through_the_dvc_queue(
     assert "ln -s /path/to/your/samm data/raw/samm" in report
     overrides = [a for o in TINY for a in ("-S", o)]
     run([*mer, "--dataset", "synthme", "--only", "tiny_svm", *overrides], project)
-    report = (project / "reports/reproduce/paperx-t1.md").read_text()
+    report = (project / "reports/reproduce/paperx-t1-synthme.md").read_text()
     row = next(line for line in report.splitlines() if "`tiny_svm`" in line)
     assert "ran on synthme" in row and "tiny_svm_samm" not in report
+    assert f"`-S {TINY[0]}`" in report                  # the overrides are on record
+    assert "not run: corpus absent" in (project / "reports/reproduce/paperx-t1.md").read_text()
     shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
     exps = {r["name"]: r for c in shown for e in (c.get("experiments") or []) for r in e["revs"]}
     uf1 = exps["tiny_svm-synthme"]["data"]["metrics"]["metrics/lbptop_svm.json"]["data"]["pooled"]["uf1"]
     assert f"{uf1:.4f}" in row
-    assert (project / "reports/reproduce/paperx-t1.png").stat().st_size > 0
+    assert (project / "reports/reproduce/paperx-t1-synthme.png").stat().st_size > 0

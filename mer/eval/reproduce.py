@@ -196,7 +196,7 @@ def reproduce(target: str, jobs: int = 1, dataset: str = "", overrides: list[str
         for cell in cells:
             if cell.experiment:
                 cell.status = "would run"
-    return write_report(paper, tables, cells, published[paper], out_dir, dataset)
+    return write_report(paper, tables, cells, published[paper], out_dir, dataset, overrides)
 
 
 def _status(cell: Cell, table: dict, dataset: str) -> str:
@@ -218,14 +218,19 @@ def _fmt(values: dict, key: str, std: dict | None = None) -> str:
 
 
 def write_report(paper: str, tables: list[str], cells: list[Cell], info: dict, out_dir: Path,
-                 dataset: str = "") -> Path:
-    """``<out_dir>/<paper>[-<table>].md`` (+ ``.png``): published, ours, difference, status."""
-    name = paper if len(tables) != 1 else f"{paper}-{tables[0]}"
+                 dataset: str = "", overrides: list[str] | None = None) -> Path:
+    """``<out_dir>/<paper>[-<table>][-<dataset>].md`` (+ ``.png``): published, ours, difference,
+    status, and the overrides the presets ran with (a run on SynthME never replaces the report of
+    a run on the real corpora)."""
+    name = (paper if len(tables) != 1 else f"{paper}-{tables[0]}") + (f"-{dataset}" if dataset else "")
     lines = [f"# Reproduction: {paper}" + (f" ({', '.join(tables)})" if tables else ""), "",
              f"Paper: {' '.join(str(info.get('paper', '')).split())}", ""]
     if dataset:
         lines += [f"Every preset ran on **{dataset}** (`--dataset {dataset}`): the published numbers "
                   "were measured on the real corpora and show the layout only.", ""]
+    if overrides:
+        lines += ["Every preset ran with these overrides: "
+                  + " ".join(f"`-S {o}`" for o in overrides) + ".", ""]
     for table in tables:
         meta = info["tables"][table]
         metrics = list(meta.get("metrics", {"uf1": "UF1", "accuracy": "ACC"}))

@@ -102,6 +102,9 @@ def test_reproduce_marks_absent_corpora_and_runs_a_preset_through_the_dvc_queue(
     row = next(line for line in report.splitlines() if "`tiny_svm`" in line)
     assert "ran on synthme" in row and "tiny_svm_samm" not in report
     assert f"`-S {TINY[0]}`" in report                  # the overrides are on record
+    logs = run(["dvc", "queue", "logs", "tiny_svm-synthme"], project).stdout
+    assert "Running stage 'train@lbptop_svm'" in logs
+    assert "Running stage 'synthesize@synthme'" not in logs   # unchanged stages are not forced
     assert "not run: corpus absent" in (project / "reports/reproduce/paperx-t1.md").read_text()
     shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
     exps = {r["name"]: r for c in shown for e in (c.get("experiments") or []) for r in e["revs"]}

@@ -160,7 +160,7 @@ def reproduce(target: str, jobs: int = 1, dataset: str = "", overrides: list[str
         raise MerError(f"'{target}' has no row of ours (`ours:`)", published_path,
                        "mark the rows this project implements with `ours: <method>`")
     extra = ([f"dataset={dataset}"] if dataset else []) + list(overrides or [])
-    queued = []
+    queued: dict[str, str] = {}         # experiment name -> preset (a preset serving several cells runs once)
     for cell in cells:
         if not cell.preset:
             cell.status = f"not run: no preset yet (method '{cell.method}' or this row not implemented)"
@@ -172,13 +172,16 @@ def reproduce(target: str, jobs: int = 1, dataset: str = "", overrides: list[str
                 f"ln -s /path/to/your/{d} {root}" for d, root in missing) + ")"
             continue
         cell.experiment = f"{cell.preset}-{dataset}" if dataset else cell.preset
-        if cell.experiment in queued:       # one preset serving several cells runs once
-            continue
-        queued.append(cell.experiment)
-        if not dry_run:
-            _dvc("exp", "run", "--queue", "-f", "-n", cell.experiment, "-S", f"+experiment={cell.preset}",
-                 *[a for o in extra for a in ("-S", o)])
+        queued[cell.experiment] = cell.preset
     if queued and not dry_run:
+        # a rerun replaces the experiment of the same name.  Not `dvc exp run -f`: that flag also
+        # forces every stage to run again, the whole preprocessing included.
+        stale = sorted(set(queued) & set(_exp_metrics()))
+        if stale:
+            _dvc("exp", "remove", *stale)
+        for name, preset in queued.items():
+            _dvc("exp", "run", "--queue", "-n", name, "-S", f"+experiment={preset}",
+                 *[a for o in extra for a in ("-S", o)])
         _dvc("queue", "start", "-j", str(jobs))
         _wait_for_queue()
         found = _exp_metrics()

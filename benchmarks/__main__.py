@@ -21,7 +21,7 @@ from benchmarks.bench_kernels import Case, measure
 
 # one module per topic, each exporting CASES
 MODULES = ("bench_kernels", "bench_magnify", "bench_flow", "bench_landmarks", "bench_tgsr",
-           "bench_dere_grl", "bench_man", "bench_mimic")
+           "bench_dere_grl", "bench_man", "bench_mimic", "bench_moext")
 
 
 def all_cases() -> list[Case]:

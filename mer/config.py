@@ -84,6 +84,7 @@ class Params:
     preset: str = ""                  # the conf/experiment preset composed in ('' = none)
     datasets: list[str] = field(default_factory=lambda: ["synthme"])
     synthetic: list[str] = field(default_factory=list)        # SynthME corpora `synthesize` builds
+    pretraining: list[str] = field(default_factory=list)      # corpora built for pre-training, never evaluated
     methods: list[str] = field(default_factory=lambda: ["lbptop_svm"])
     data: dict[str, Any] = field(default_factory=dict)        # mer.data adapters
     synthesize: dict[str, Any] = field(default_factory=dict)  # mer.synth.SynthParams

@@ -59,3 +59,18 @@ def test_reproduce_without_corpora_marks_every_row_not_run(paper, tmp_path, monk
     assert text.count("| not run: corpus absent") == len(with_preset)
     assert text.count("| not run: no preset yet") == len(absent) - len(with_preset)
     assert not with_preset or "ln -s /path/to/your/" in text
+
+
+def test_a_composite_member_column_reads_that_corpus_sub_score():
+    """MoExt Table 6: the SMIC-HS column is the composite run's SMIC clips, not its pooled score."""
+    from mer.eval.reproduce import _read_scores
+    cells = {c.column: c for c in select_cells(PUBLISHED, "moext:table6")[2]}
+    assert cells["smic"].part == "smic" and cells["combined"].part == ""
+    metrics = {"protocol": "loso", "pooled": {"uf1": 0.9, "uar": 0.8}, "pooled_std": {"uf1": 0.01, "uar": 0.02},
+               "corpora": {"smic": {"uf1": 0.5, "uar": 0.4}, "casme2": {"uf1": 0.7, "uar": 0.6}}}
+    _read_scores(cells["smic"], metrics)
+    _read_scores(cells["combined"], metrics)
+    _read_scores(cells["samm"], metrics)                  # a member the run did not score
+    assert cells["smic"].ours == {"uf1": 0.5, "uar": 0.4}
+    assert cells["combined"].ours == {"uf1": 0.9, "uar": 0.8}
+    assert cells["samm"].ours == {}

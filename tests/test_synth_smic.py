@@ -78,7 +78,7 @@ def _frames(root: Path, camera: str, clip: str) -> np.ndarray:
 # --- params and variants -------------------------------------------------------------------------
 def test_default_variants_are_smic_like():
     base = SynthParams.from_dict({})
-    assert corpus_names(base) == ["synthme", "synthme_hs", "synthme_vis", "synthme_nir"]
+    assert corpus_names(base) == ["synthme", "synthme_hs", "synthme_vis", "synthme_nir", "synthme_macro"]
     hs, vis, nir = (corpus_params(base, n) for n in ("synthme_hs", "synthme_vis", "synthme_nir"))
     assert (hs.fps, vis.fps, nir.fps) == (100.0, 25.0, 25.0)
     assert (hs.gray, vis.gray, nir.gray) == (False, False, True)
@@ -150,8 +150,8 @@ def test_unknown_corpus_names_the_known_ones(tmp_path, monkeypatch):
 
 
 def test_layouts_registry_and_smic_spelling_agree_with_the_adapter():
-    assert layout_names() == ["casme2", "smic"]
-    assert "use one of: casme2, smic" in error_of(get_layout, "avi")
+    assert layout_names() == ["casme2", "casme3", "smic"]
+    assert "use one of: casme2, casme3, smic" in error_of(get_layout, "avi")
     assert set(MODALITIES) == set(CAMERAS.values())
     assert FRAME_TEMPLATE == TEMPLATES["clips"]
     assert {v: k for k, v in CODES.items()} == _CODES

@@ -46,6 +46,7 @@ class Cell:
     method: str                         # our registry name (the row's ``ours``)
     preset: str
     published: dict[str, float]
+    part: str = ""                      # a composite's member corpus: its sub-score, not the pooled one
     experiment: str = ""                # DVC experiment name
     status: str = "queued"
     ours: dict[str, float] = field(default_factory=dict)       # metric -> mean over seeds
@@ -76,10 +77,12 @@ def select_cells(published: dict, target: str) -> tuple[str, list[str], list[Cel
             if "ours" not in row:
                 continue
             presets = row.get("presets") or {}
+            columns = tables[name].get("columns") or {}
             for column, values in row["cells"].items():
                 printed = {k: v for k, v in (values or {}).items() if v is not None}
                 cells.append(Cell(paper, name, row["method"], column, row["ours"],
-                                  presets.get(column, ""), printed))
+                                  presets.get(column, ""), printed,
+                                  part=(columns.get(column) or {}).get("part", "")))
     return paper, names, cells
 
 
@@ -139,6 +142,9 @@ def _read_scores(cell: Cell, metrics: dict) -> None:
         oracle = metrics.get("oracle_variant")
         if oracle:
             cell.oracle = {k: next(iter(oracle["experiments"].values()))[k] for k in keys}
+    elif cell.part:                     # e.g. MEGC2019's SMIC-HS column: that corpus's clips only
+        scores = (metrics.get("corpora") or {}).get(cell.part, {})
+        cell.ours = {k: scores[k] for k in keys if k in scores}
     else:
         cell.ours = {k: metrics["pooled"][k] for k in keys if k in metrics["pooled"]}
         cell.ours_std = {k: metrics.get("pooled_std", {}).get(k, 0.0) for k in cell.ours}
@@ -194,6 +200,9 @@ def reproduce(target: str, jobs: int = 1, dataset: str = "", overrides: list[str
                 cell.status = f"failed: see `dvc queue logs {cell.experiment}`"
                 continue
             _read_scores(cell, metrics)
+            if not cell.ours:
+                cell.status = f"failed: the run has no scores for '{cell.part or cell.column}'"
+                continue
             cell.status = _status(cell, published[paper]["tables"][cell.table], dataset)
     elif dry_run:
         for cell in cells:

@@ -32,7 +32,8 @@ class Layout:
 
     check:        layout-specific params rules, raising ``bad(key, why, fix)``.
     order_clips:  a subject's drafts (in recording order) -> (draft, clip name) pairs in the
-                  order the corpus lists them.
+                  order the corpus lists them; a layout may return changed drafts (casme3
+                  shrinks its micro-expression rows, whose size the corpus-wide plan cannot set).
     write_clip:   frames of one clip -> written into the tree under ``root``; returns the truth
                   row's frame-number fields (frames on disk, onset, apex, offset as written).
     finish:       writes the annotation files beside the frames (a coding sheet, or nothing).
@@ -50,7 +51,7 @@ class Layout:
 
 _LAYOUTS: dict[str, Layout] = {}
 #: modules that register a layout when imported
-_MODULES = ("mer.synth.casme2_layout", "mer.synth.smic_layout")
+_MODULES = ("mer.synth.casme2_layout", "mer.synth.smic_layout", "mer.synth.casme3_layout")
 
 
 def register_layout(layout: Layout) -> Layout:

@@ -69,6 +69,16 @@ DEFAULT_VARIANTS: dict[str, dict[str, Any]] = {
         "brightness": 25.0, "blur_sigma": 0.8, "view_yaw_deg": -20.0, "view_pitch_deg": 10.0,
         "noise_sigma": 6.0, "flicker": 0.01,
     },
+    # The macro-expression block MoExt pre-trains on (mer/synth/casme3_layout.py): laid out like
+    # CAS(ME)^3 Part A (30 fps recordings + the combined macro/micro sheet), 20 pseudo-subjects of
+    # its own (numbers 101-120, seed 2: disjoint from synthme's and synthme_hs's), movements of
+    # 7-12 % of the face width over 0.6-1.1 s (about a fifth of the rows shrunk to micro size by
+    # the layout), a lead-in and tail of 1-3 frames: at most 39 frames a clip.
+    "synthme_macro": {
+        "layout": "casme3", "seed": 2, "n_subjects": 20, "clips_per_subject": 12,
+        "subject_numbers": list(range(101, 121)), "fps": 30.0, "duration_s": [0.6, 1.1],
+        "apex_position": [0.4, 0.7], "neutral_frames": [1, 3], "amplitude": [0.07, 0.12],
+    },
 }
 
 

@@ -307,8 +307,8 @@ class MoExt:
              ("pretrained ImageNet weights need ResNet-18's trunk: width 64, the ImageNet stem, "
               "2 blocks per stage")),
             (not p.pretrain or p.pretrain_datasets or p.pretrain_micro,
-             "pre-training needs a pool: pretrain_datasets (a dataset config's `pretraining`, "
-             "e.g. -S dataset=synthme_macro) or pretrain_micro, or set pretrain: false"),
+             ("pre-training needs a pool: pretrain_datasets (a dataset config's `pretraining`, "
+              "e.g. -S dataset=synthme_macro) or pretrain_micro, or set pretrain: false")),
         ]
         for ok, message in checks:
             if not ok:

@@ -96,7 +96,7 @@ def cmd_spotting(args) -> None:
 def cmd_reproduce(args) -> None:
     from mer.eval.reproduce import reproduce
     path = reproduce(args.target, jobs=args.jobs, dataset=args.dataset, overrides=args.set,
-                     dry_run=args.dry_run, only=args.only)
+                     dry_run=args.dry_run, only=args.only, collect=args.collect)
     print(path.read_text(), end="")
     print(f"\nwritten: {path}")
     if args.check:
@@ -177,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", action="append", metavar="PRESET",
                    help="run only this preset's rows (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="report what would run; queue nothing")
+    p.add_argument("--collect", action="store_true", help="run nothing: report the newest finished "
+                   "experiment of each row (after an interrupted wait)")
     p.add_argument("--check", action="store_true", help="exit with an error when a row differs "
                    "from the published number beyond its tolerance, or failed")
     p.set_defaults(fn=cmd_reproduce)

@@ -111,3 +111,10 @@ def test_reproduce_marks_absent_corpora_and_runs_a_preset_through_the_dvc_queue(
     uf1 = exps["tiny_svm-synthme"]["data"]["metrics"]["metrics/lbptop_svm.json"]["data"]["pooled"]["uf1"]
     assert f"{uf1:.4f}" in row
     assert (project / "reports/reproduce/paperx-t1-synthme.png").stat().st_size > 0
+    # a commit made after the run hides it from `dvc exp show`; --collect still finds it
+    (project / "NOTES.md").write_text("a commit made while the queue ran\n")
+    run(["git", "add", "NOTES.md"], project)
+    run(["git", "-c", "user.name=ci", "-c", "user.email=ci@example.org", "commit", "-qm", "later"], project)
+    run([*mer, "--dataset", "synthme", "--only", "tiny_svm", "--collect", *overrides], project)
+    report = (project / "reports/reproduce/paperx-t1-synthme.md").read_text()
+    assert f"{uf1:.4f}" in next(line for line in report.splitlines() if "`tiny_svm`" in line)

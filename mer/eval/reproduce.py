@@ -119,15 +119,23 @@ def _wait_for_queue(poll_s: float = 5.0) -> None:
         time.sleep(poll_s)
 
 
-def _exp_metrics() -> dict[str, dict]:
-    """Experiment name -> {'metrics': {file: data}} from ``dvc exp show --json``."""
-    found = {}
-    for commit in json.loads(_dvc("exp", "show", "--json", "--no-fetch") or "[]"):
+def _exp_metrics(baseline: str = "") -> dict[str, dict]:
+    """Experiment name -> {'metrics': {file: data}} from ``dvc exp show --json``.
+
+    DVC files an experiment under the commit it was queued from, and ``exp show`` lists only
+    HEAD's: ``baseline`` is that commit (a commit made while a long run waits does not hide its
+    results); without one every commit is searched and the newest run of a name wins.
+    """
+    where = ["--rev", baseline] if baseline else ["--all-commits"]
+    found, when = {}, {}
+    for commit in json.loads(_dvc("exp", "show", "--json", "--no-fetch", *where) or "[]"):
         for exp in commit.get("experiments") or []:
             for rev in exp.get("revs") or []:
                 name = rev.get("name")
                 data = rev.get("data") or {}
-                if name:
+                stamp = data.get("timestamp") or ""
+                if name and stamp >= when.get(name, ""):
+                    when[name] = stamp
                     found[name] = {"metrics": {f: (v or {}).get("data", {})
                                                for f, v in (data.get("metrics") or {}).items()}}
     return found
@@ -152,8 +160,12 @@ def _read_scores(cell: Cell, metrics: dict) -> None:
 
 def reproduce(target: str, jobs: int = 1, dataset: str = "", overrides: list[str] | None = None,
               dry_run: bool = False, only: list[str] | None = None, out_dir: Path = OUT,
-              published_path: Path = PUBLISHED) -> Path:
-    """Queue, run and collect every preset of ``target`` (or the ``only`` ones); write the report."""
+              published_path: Path = PUBLISHED, collect: bool = False) -> Path:
+    """Queue, run and collect every preset of ``target`` (or the ``only`` ones); write the report.
+
+    ``collect``: queue and run nothing, read the newest finished experiment of each row (after an
+    interrupted wait, or a queue that ran on another day).
+    """
     published = load_published(published_path)
     paper, tables, cells = select_cells(published, target)
     if only:
@@ -180,17 +192,22 @@ def reproduce(target: str, jobs: int = 1, dataset: str = "", overrides: list[str
         cell.experiment = f"{cell.preset}-{dataset}" if dataset else cell.preset
         queued[cell.experiment] = cell.preset
     if queued and not dry_run:
-        # a rerun replaces the experiment of the same name.  Not `dvc exp run -f`: that flag also
-        # forces every stage to run again, the whole preprocessing included.
-        stale = sorted(set(queued) & set(_exp_metrics()))
-        if stale:
-            _dvc("exp", "remove", *stale)
-        for name, preset in queued.items():
-            _dvc("exp", "run", "--queue", "-n", name, "-S", f"+experiment={preset}",
-                 *[a for o in extra for a in ("-S", o)])
-        _dvc("queue", "start", "-j", str(jobs))
-        _wait_for_queue()
-        found = _exp_metrics()
+        if collect:
+            found = _exp_metrics()
+        else:
+            baseline = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                      check=True).stdout.strip()
+            # a rerun replaces the experiment of the same name.  Not `dvc exp run -f`: that flag
+            # also forces every stage to run again, the whole preprocessing included.
+            stale = sorted(set(queued) & set(_exp_metrics(baseline)))
+            if stale:
+                _dvc("exp", "remove", *stale)
+            for name, preset in queued.items():
+                _dvc("exp", "run", "--queue", "-n", name, "-S", f"+experiment={preset}",
+                     *[a for o in extra for a in ("-S", o)])
+            _dvc("queue", "start", "-j", str(jobs))
+            _wait_for_queue()
+            found = _exp_metrics(baseline)
         for cell in cells:
             if not cell.experiment:
                 continue

@@ -48,3 +48,14 @@ def test_a_preset_run_shows_the_published_cell_it_reproduces(tmp_path):
     _metrics(tmp_path, "a", np.full(6, 0.6), 0.0, preset="a_full")
     text = write_summary(["a"], tmp_path / "summary.md", tmp_path, published)
     assert "| paper: p:t Ours full (casme2) |" in text and "| 0.800 | 0.710 | - | - | published |" in text
+
+
+def test_a_published_cell_without_a_printed_number_shows_a_dash(tmp_path):
+    """MAN's Fig. 4 prints no value for its RoI bars (null): the summary still renders."""
+    published = tmp_path / "published.yaml"
+    published.write_text("p:\n  tables:\n    f:\n      rows:\n"
+                         "        - {method: Mouth, ours: a, cells: {merged: {accuracy: null}},"
+                         " presets: {merged: a_mouth}}\n")
+    _metrics(tmp_path, "a", np.full(6, 0.6), 0.0, preset="a_mouth")
+    text = write_summary(["a"], tmp_path / "summary.md", tmp_path, published)
+    assert "| paper: p:f Mouth (merged) |" in text and "| - | - | - | - | published |" in text

@@ -28,7 +28,8 @@ def _cell(metrics: dict, name: str) -> str:
 
 
 def _num(cell: dict, key: str) -> str:
-    return f"{cell[key]:.3f}" if key in cell else "-"
+    """A published number, or '-' when the paper prints none (null: e.g. MAN's Fig. 4 RoI bars)."""
+    return f"{cell[key]:.3f}" if cell.get(key) is not None else "-"
 
 
 def _load(method: str, metrics_dir: Path) -> dict:

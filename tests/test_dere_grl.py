@@ -28,14 +28,7 @@ REPO = Path(__file__).parents[1]
 GRAPH = Graph("dere31")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread is fastest, and on a loaded machine two threads that wait
-    on each other make a training step ~7x slower (measured 50 vs 370 ms)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")   # conftest.py
 
 
 def _x(n: int, seed: int = 0) -> torch.Tensor:

@@ -31,13 +31,7 @@ CLASSES = ["happiness", "disgust", "surprise"]
 AUS = {0: ["6", "R12"], 1: ["4", "L10"], 2: ["1", "2", "26"]}   # per class, as in the manifest
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: intra-op threads only add contention on the shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")   # conftest.py
 
 
 # ------------------------------------------------------------------ AU split, Region Replacing

@@ -45,12 +45,7 @@ from mer.methods.registry import Samples, build
 CLASSES = ["a", "b"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")   # conftest.py
 
 
 # ------------------------------------------------------------------ modules

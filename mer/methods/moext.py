@@ -132,8 +132,9 @@ def key_frames(path: Path) -> tuple[np.ndarray, int]:
         local = raw.read(30)
         raw.seek(info.header_offset + 30 + int.from_bytes(local[26:28], "little")
                  + int.from_bytes(local[28:30], "little"))
-        version = np.lib.format.read_magic(raw)
-        shape, fortran, dtype = np.lib.format._read_array_header(raw, version)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}[np.lib.format.read_magic(raw)]
+        shape, fortran, dtype = read_header(raw)
         start = raw.tell()
         if fortran or dtype != np.uint8 or len(shape) != 4 or not 0 <= apex < shape[0]:
             raise MerError(f"crop frames {shape} {dtype}, apex {apex}: not (T, S, S, 3) uint8",
